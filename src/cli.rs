@@ -1,0 +1,405 @@
+//! Command line: parse flags, load the config, run a command, map the result
+//! to an exit code (0 done, 1 runtime failure, 2 usage or config error).
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use regex::Regex;
+
+use crate::config::{self, Config, Instance};
+use crate::crypto;
+use crate::matcher::{Rules, UserFilter};
+use crate::output;
+use crate::pass;
+use crate::session::{Sessions, Target};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mysqk",
+    version,
+    about = "Kill abnormal MySQL/MariaDB threads through each user's own held session",
+    long_about = "mysqk kills runaway queries, idle sleepers and lock blockers on MySQL/MariaDB.\n\
+It logs in before the incident and kills each thread through its owner's own session,\n\
+so it works without SUPER and when new logins fail with 'Too many connections'.\n\n\
+Exit codes: 0 done (killed or nothing to kill), 1 runtime failure (an instance\n\
+unreachable, a kill failed), 2 usage or config error."
+)]
+pub struct Cli {
+    /// Config file [default: $MYSQK_CONFIG, else ./mysqk.ini]
+    #[arg(short = 'c', long = "config", global = true, env = "MYSQK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// One pass on the named instances: print what matched and kill it (unless --dry-run).
+    Kill(KillArgs),
+    /// Validate the config file and print the effective rules per instance.
+    CheckConfig,
+    /// Encrypt a password read from stdin (or a no-echo prompt) for the ini.
+    EncryptPassword,
+    /// Print a new random key for MYSQK_KEY or key_file.
+    GenKey,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct KillArgs {
+    /// Instances: dbid[,dbid...] or `all`
+    #[arg(long = "db", required = true)]
+    pub db: String,
+    /// Users whose threads may be killed: u1,u2 | all | none (overrides k_user)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Report only: match and snapshot, never KILL
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seconds a non-Sleep thread may run (overrides k_longtime; 0 = off)
+    #[arg(long)]
+    pub longtime: Option<u64>,
+    /// Seconds a Sleep thread may idle (overrides k_sleep; 0 = off)
+    #[arg(long)]
+    pub sleep: Option<u64>,
+    /// Regex: matching threads are victims regardless of time (overrides k_include)
+    #[arg(long)]
+    pub include: Option<String>,
+    /// Regex: matching threads are never killed (overrides k_exclude)
+    #[arg(long)]
+    pub exclude: Option<String>,
+    /// Only act inside the instance's run_time_window (as watch does)
+    #[arg(long)]
+    pub respect_window: bool,
+}
+
+/// Everything that ends a command, with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Runtime(_) => 1,
+            CliError::Usage(_) | CliError::Config(_) => 2,
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
+    // The driver logs connection details at debug; they are not ours to print.
+    b.filter_module("mysql", log::LevelFilter::Warn);
+    b.filter_module("mysql_common", log::LevelFilter::Warn);
+    let _ = b.try_init();
+}
+
+pub fn config_path(cli: &Cli) -> PathBuf {
+    cli.config.clone().unwrap_or_else(|| PathBuf::from("mysqk.ini"))
+}
+
+pub fn load_config(cli: &Cli) -> Result<Config, CliError> {
+    let cfg = Config::load(&config_path(cli))?;
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    Ok(cfg)
+}
+
+/// Entry point used by `main`: never panics on bad input, returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(cli.verbose);
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("mysqk: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+pub fn run(cli: &Cli) -> Result<u8, CliError> {
+    match &cli.command {
+        Command::Kill(args) => kill(cli, args),
+        Command::CheckConfig => {
+            let cfg = load_config(cli)?;
+            print!("{}", config::describe(&cfg));
+            Ok(0)
+        }
+        Command::EncryptPassword => encrypt_password(cli),
+        Command::GenKey => {
+            println!("{}", crypto::Key::generate().to_hex());
+            Ok(0)
+        }
+    }
+}
+
+/// Resolve `--db` to instances; unknown names are a usage error listing the known ones.
+pub fn select_instances<'a>(cfg: &'a Config, db: &str) -> Result<Vec<&'a Instance>, CliError> {
+    let known: Vec<&str> = cfg.instances.iter().map(|i| i.dbid.as_str()).collect();
+    if db.trim() == "all" {
+        return Ok(cfg.instances.iter().collect());
+    }
+    let mut out = Vec::new();
+    for name in db.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match cfg.instance(name) {
+            Some(i) => out.push(i),
+            None => {
+                return Err(CliError::Usage(format!(
+                    "unknown --db `{name}`; instances in {}: {}",
+                    cfg.path.display(),
+                    if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+                )))
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(CliError::Usage("--db names no instance".into()));
+    }
+    Ok(out)
+}
+
+fn flag_regex(flag: &str, value: &str) -> Result<Option<Regex>, CliError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    Regex::new(value)
+        .map(Some)
+        .map_err(|e| CliError::Usage(format!("{flag}: invalid regex `{value}`: {}", e.to_string().lines().last().unwrap_or(""))))
+}
+
+/// The instance's rules with the command-line flags applied on top.
+pub fn override_rules(cfg: &Config, base: &Rules, args: &KillArgs) -> Result<Rules, CliError> {
+    let mut r = base.clone();
+    if let Some(u) = &args.user {
+        r.users = match u.trim() {
+            "none" | "" => UserFilter::Nobody,
+            "all" => UserFilter::Users(cfg.auth.iter().map(|a| a.user.clone()).collect()),
+            list => UserFilter::Users(list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+        };
+    }
+    if let Some(v) = args.longtime {
+        r.longtime = v;
+    }
+    if let Some(v) = args.sleep {
+        r.sleep = v;
+    }
+    if let Some(v) = &args.include {
+        r.include = flag_regex("--include", v)?;
+    }
+    if let Some(v) = &args.exclude {
+        r.exclude = flag_regex("--exclude", v)?;
+    }
+    Ok(r)
+}
+
+pub fn target(cfg: &Config, inst: &Instance) -> Target {
+    Target {
+        host: inst.host.clone(),
+        port: inst.port,
+        connect_timeout: cfg.settings.connect_timeout,
+        read_timeout: cfg.settings.read_timeout,
+    }
+}
+
+/// The result of one instance in a one-shot run.
+struct InstanceRun {
+    dbid: String,
+    result: Result<pass::PassReport, pass::PassError>,
+    dry_run: bool,
+    skipped: Option<String>,
+}
+
+fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
+    let cfg = load_config(cli)?;
+    let instances = select_instances(&cfg, &args.db)?;
+    let mut plans = Vec::new();
+    for inst in instances {
+        plans.push((inst, override_rules(&cfg, &inst.rules, args)?));
+    }
+    // Instances run in parallel so an unreachable one costs at most its connect timeout.
+    let runs: Vec<InstanceRun> = std::thread::scope(|scope| {
+        let handles: Vec<_> = plans
+            .iter()
+            .map(|(inst, rules)| {
+                let cfg = &cfg;
+                scope.spawn(move || {
+                    let dry_run = args.dry_run || inst.dry_run;
+                    if args.respect_window {
+                        if let Some(w) = inst.window {
+                            if !w.contains(chrono::Local::now().time()) {
+                                return InstanceRun {
+                                    dbid: inst.dbid.clone(),
+                                    result: Ok(pass::PassReport::default()),
+                                    dry_run,
+                                    skipped: Some(format!("outside run_time_window {w}")),
+                                };
+                            }
+                        }
+                    }
+                    let mut sessions = Sessions::new(target(cfg, inst));
+                    let result = pass::run(cfg, inst, rules, dry_run, &mut sessions, &HashSet::new());
+                    InstanceRun { dbid: inst.dbid.clone(), result, dry_run, skipped: None }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(plans.iter())
+            .map(|(h, (inst, _))| {
+                h.join().unwrap_or_else(|_| InstanceRun {
+                    dbid: inst.dbid.clone(),
+                    result: Ok(pass::PassReport::default()),
+                    dry_run: true,
+                    skipped: Some("internal error in this instance's pass".into()),
+                })
+            })
+            .collect()
+    });
+    let mut failed = false;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for run in runs {
+        if let Some(why) = &run.skipped {
+            let _ = writeln!(out, "{}: skipped ({why})", run.dbid);
+            continue;
+        }
+        match run.result {
+            Err(e) => {
+                failed = true;
+                let _ = writeln!(out, "{}: ERROR {}", run.dbid, e);
+                log::error!("{e}");
+            }
+            Ok(report) => {
+                if !report.outcomes.is_empty() {
+                    let _ = write!(out, "{}", output::outcomes_table(&report.outcomes, 60));
+                }
+                for o in &report.outcomes {
+                    log::info!("{}", output::log_line(&run.dbid, o));
+                }
+                let killed = report.outcomes.iter().filter(|o| matches!(o.result, crate::killer::KillResult::Killed { .. })).count();
+                let gone = report.outcomes.iter().filter(|o| o.result == crate::killer::KillResult::Gone).count();
+                let nosession = report.outcomes.iter().filter(|o| matches!(o.result, crate::killer::KillResult::NoSession { .. })).count();
+                let fails = report.outcomes.iter().filter(|o| o.result.is_failure()).count();
+                failed |= fails > 0;
+                let _ = writeln!(
+                    out,
+                    "{}: {} threads scanned, {} matched, {}{} killed, {} gone, {} no session, {} failed",
+                    run.dbid,
+                    report.rows.len(),
+                    report.outcomes.len(),
+                    if run.dry_run { "DRY RUN: 0 " } else { "" },
+                    if run.dry_run { String::new() } else { killed.to_string() },
+                    gone,
+                    nosession,
+                    fails
+                );
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn encrypt_password(cli: &Cli) -> Result<u8, CliError> {
+    let key_file = cli
+        .config
+        .as_ref()
+        .or(Some(&config_path(cli)))
+        .filter(|p| p.exists())
+        .and_then(|p| Config::load(p).ok())
+        .and_then(|c| c.settings.key_file);
+    let env_key = std::env::var("MYSQK_KEY").ok();
+    let key = match crypto::load_key(env_key.as_deref().filter(|k| !k.trim().is_empty()), key_file.as_deref()) {
+        Ok(Some((k, _))) => k,
+        Ok(None) => {
+            return Err(CliError::Usage(
+                "no key: set MYSQK_KEY or [settings] key_file (create one with `mysqk gen-key`)".into(),
+            ))
+        }
+        Err(e) => return Err(CliError::Usage(format!("cannot load the key: {e}"))),
+    };
+    let password = read_password()?;
+    println!("{}", crypto::encrypt(&key, &password));
+    Ok(0)
+}
+
+/// stdin when piped; otherwise a prompt on the terminal with echo off.
+fn read_password() -> Result<String, CliError> {
+    let stdin = std::io::stdin();
+    let mut text = String::new();
+    if stdin.is_terminal() {
+        eprint!("Password: ");
+        let _ = std::io::stderr().flush();
+        let _guard = EchoOff::new();
+        stdin.read_line(&mut text).map_err(|e| CliError::Runtime(format!("cannot read the password: {e}")))?;
+        eprintln!();
+    } else {
+        stdin.lock().read_to_string(&mut text).map_err(|e| CliError::Runtime(format!("cannot read stdin: {e}")))?;
+    }
+    let pw = text.strip_suffix('\n').unwrap_or(&text);
+    let pw = pw.strip_suffix('\r').unwrap_or(pw).to_string();
+    if pw.is_empty() {
+        return Err(CliError::Usage("empty password".into()));
+    }
+    Ok(pw)
+}
+
+/// Turns terminal echo off for as long as it lives.
+struct EchoOff(Option<libc::termios>);
+
+impl EchoOff {
+    fn new() -> EchoOff {
+        // SAFETY: tcgetattr/tcsetattr on fd 0 with a zeroed, then filled, termios.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return EchoOff(None);
+            }
+            let saved = t;
+            t.c_lflag &= !libc::ECHO;
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+            EchoOff(Some(saved))
+        }
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        if let Some(t) = self.0 {
+            // SAFETY: restores the attributes read in `new`.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, &t);
+            }
+        }
+    }
+}
+
+/// Seconds as a Duration, for callers that read numbers from flags.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}

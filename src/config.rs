@@ -1,0 +1,879 @@
+//! `mysqk.ini`: raw text -> one validated, typed [`Config`].
+//!
+//! The file is parsed and checked whole, once; the rest of the program only
+//! sees the resolved per-instance [`Instance`] rules and never reads raw strings.
+//! Keys and sections of the original Python tool keep their names and meaning.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::NaiveTime;
+use configparser::ini::Ini;
+use regex::Regex;
+
+use crate::crypto::{self, Key, Secret};
+use crate::matcher::{KillCmd, KillMode, Rules, UserFilter};
+
+/// A config problem, located as precisely as we can: file, line, section, key, value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub section: Option<String>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": ")?;
+        match (&self.section, &self.key) {
+            (Some(s), Some(k)) => write!(f, "[{s}] {k}: ")?,
+            (Some(s), None) => write!(f, "[{s}]: ")?,
+            _ => {}
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How mail is protected on the wire (`mail_tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MailTls {
+    /// STARTTLS when the server offers it, plain otherwise.
+    #[default]
+    Opportunistic,
+    StartTls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MailConfig {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub pass: Option<Secret>,
+    pub from: Option<String>,
+    /// Empty = no mail.
+    pub receivers: Vec<String>,
+    pub tls: MailTls,
+    /// At most one mail per instance per interval; the rest is folded into a digest.
+    pub interval: Duration,
+}
+
+impl MailConfig {
+    pub fn enabled(&self) -> bool {
+        !self.receivers.is_empty() && self.host.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub check_interval: Duration,
+    pub ping_multi: u32,
+    pub snapshot_dir: PathBuf,
+    pub log_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub status_file: PathBuf,
+    pub lock_file: PathBuf,
+    /// Run per event with the event as JSON on stdin.
+    pub on_kill_command: Option<String>,
+    pub hook_timeout: Duration,
+}
+
+/// A `HH:MM-HH:MM` local-time window; may cross midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+}
+
+impl TimeWindow {
+    pub fn contains(&self, t: NaiveTime) -> bool {
+        if self.start <= self.end {
+            t >= self.start && t < self.end
+        } else {
+            t >= self.start || t < self.end
+        }
+    }
+}
+
+impl fmt::Display for TimeWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start.format("%H:%M"), self.end.format("%H:%M"))
+    }
+}
+
+/// One watched database instance with its effective rules.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub dbid: String,
+    pub host: String,
+    pub port: u16,
+    /// The user whose connection reads the full processlist.
+    pub puser: String,
+    pub dry_run: bool,
+    pub window: Option<TimeWindow>,
+    pub rules: Rules,
+    /// The `k_user` text as written (`all`, `none`, or a list), for display.
+    pub k_user_text: String,
+}
+
+impl Instance {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub user: String,
+    pub password: Secret,
+}
+
+/// The whole resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub settings: Settings,
+    pub mail: MailConfig,
+    pub auth: Vec<Auth>,
+    /// 0 = keep-alive only; 999 = forever; N = N passes.
+    pub run_max_count: u32,
+    pub instances: Vec<Instance>,
+    /// Non-fatal findings (plain passwords, unknown keys), logged by the caller.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    pub fn instance(&self, dbid: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.dbid == dbid)
+    }
+
+    pub fn password(&self, user: &str) -> Option<&Secret> {
+        self.auth.iter().find(|a| a.user == user).map(|a| &a.password)
+    }
+
+    /// Every secret value, so tests and redaction can check none leaks.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.auth.iter().map(|a| a.password.expose()).collect();
+        if let Some(p) = &self.mail.pass {
+            out.push(p.expose());
+        }
+        out.retain(|s| !s.is_empty());
+        out
+    }
+
+    /// Load and validate a file; `MYSQK_KEY` from the environment decrypts passwords.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            section: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let env_key = std::env::var("MYSQK_KEY").ok();
+        Config::parse(path, &text, env_key.as_deref())
+    }
+
+    /// Parse `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str, env_key: Option<&str>) -> Result<Config, ConfigError> {
+        Resolver::new(path, text)?.resolve(env_key)
+    }
+}
+
+const KNOWN_KILL_KEYS: &[&str] = &[
+    "k_user",
+    "k_longtime",
+    "k_sleep",
+    "k_lock",
+    "k_exclude",
+    "k_include",
+    "k_mode",
+    "k_kill_cmd",
+    "k_killed_report",
+];
+const INSTANCE_CONFIG_KEYS: &[&str] = &["dry_run", "run_time_window", "db_puser"];
+const KNOWN_SETTINGS: &[&str] = &[
+    "check_interval",
+    "ping_multi",
+    "snapshot_dir",
+    "log_file",
+    "key_file",
+    "connect_timeout",
+    "read_timeout",
+    "status_file",
+    "lock_file",
+    "on_kill_command",
+    "hook_timeout",
+];
+const KNOWN_MAIL: &[&str] = &[
+    "mail_host",
+    "mail_user",
+    "mail_pass",
+    "mail_receiver",
+    "mail_port",
+    "mail_from",
+    "mail_tls",
+    "mail_interval",
+];
+
+/// Strip a comment that follows a value, as Python's ConfigParser did: `;` or
+/// `#` preceded by whitespace. A `#` inside a regex (`a#b`) is kept.
+fn strip_inline_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    for i in 1..bytes.len() {
+        if (bytes[i] == b';' || bytes[i] == b'#') && bytes[i - 1].is_ascii_whitespace() {
+            return line[..i].trim_end();
+        }
+    }
+    line
+}
+
+/// Works over the parsed map, remembering where each key was for messages.
+struct Resolver {
+    file: PathBuf,
+    /// section (lowercase) -> key -> value, with `db_comconfig` folded into `db_commconfig`.
+    map: HashMap<String, HashMap<String, String>>,
+    /// (section, key) -> 1-based line number.
+    lines: HashMap<(String, String), usize>,
+    section_lines: HashMap<String, usize>,
+    /// Sections in file order, as written (for `[db_info]` order and `[id_*]`).
+    order: BTreeMap<String, Vec<String>>,
+    warnings: Vec<String>,
+}
+
+/// Sections whose keys are names (dbids, users) and keep their case.
+fn case_sensitive_keys(section: &str) -> bool {
+    section == "db_info" || section == "db_auth"
+}
+
+fn canonical_section(name: &str) -> String {
+    let lower = name.trim().to_ascii_lowercase();
+    if lower == "db_comconfig" {
+        "db_commconfig".to_string()
+    } else {
+        lower
+    }
+}
+
+impl Resolver {
+    fn new(path: &Path, text: &str) -> Result<Resolver, ConfigError> {
+        let file = path.to_path_buf();
+        let mut cleaned = String::with_capacity(text.len());
+        let mut lines = HashMap::new();
+        let mut section_lines = HashMap::new();
+        let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut section = String::new();
+        for (n, raw) in text.lines().enumerate() {
+            let line = strip_inline_comment(raw.trim());
+            let lineno = n + 1;
+            if line.starts_with('[') {
+                if !line.ends_with(']') {
+                    return Err(ConfigError {
+                        file,
+                        line: Some(lineno),
+                        section: None,
+                        key: None,
+                        message: format!("malformed section header `{line}` (expected `[name]`)"),
+                    });
+                }
+                section = canonical_section(&line[1..line.len() - 1]);
+                section_lines.entry(section.clone()).or_insert(lineno);
+                order.entry(section.clone()).or_default();
+            } else if !line.is_empty() && !line.starts_with(';') && !line.starts_with('#') {
+                let Some((k, _)) = line.split_once(['=', ':']) else {
+                    return Err(ConfigError {
+                        file,
+                        line: Some(lineno),
+                        section: Some(section.clone()),
+                        key: None,
+                        message: format!("expected `key=value`, found `{line}`"),
+                    });
+                };
+                if section.is_empty() {
+                    return Err(ConfigError {
+                        file,
+                        line: Some(lineno),
+                        section: None,
+                        key: None,
+                        message: format!("`{line}` is outside any [section]"),
+                    });
+                }
+                let key = if case_sensitive_keys(&section) {
+                    k.trim().to_string()
+                } else {
+                    k.trim().to_ascii_lowercase()
+                };
+                lines.insert((section.clone(), key.clone()), lineno);
+                order.entry(section.clone()).or_default().push(key);
+            }
+            // Keep every line (blank if dropped) so configparser's numbering matches.
+            if line.starts_with('[') {
+                cleaned.push_str(&format!("[{section}]"));
+            } else {
+                cleaned.push_str(line);
+            }
+            cleaned.push('\n');
+        }
+        let mut ini = Ini::new_cs();
+        ini.set_comment_symbols(&[';', '#']);
+        ini.set_multiline(false);
+        // Inline comments were already stripped the Python way above.
+        let mut defaults = ini.defaults();
+        defaults.enable_inline_comments = false;
+        defaults.delimiters = vec!['=', ':'];
+        ini.load_defaults(defaults);
+        let parsed = ini.read(cleaned).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: None,
+            section: None,
+            key: None,
+            message: e,
+        })?;
+        let mut map: HashMap<String, HashMap<String, String>> = HashMap::new();
+        for (sec, kv) in parsed {
+            let sec = canonical_section(&sec);
+            let entry = map.entry(sec.clone()).or_default();
+            for (k, v) in kv {
+                let key = if case_sensitive_keys(&sec) { k } else { k.to_ascii_lowercase() };
+                entry.insert(key, v.unwrap_or_default());
+            }
+        }
+        Ok(Resolver { file, map, lines, section_lines, order, warnings: Vec::new() })
+    }
+
+    fn err(&self, section: &str, key: &str, message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: self
+                .lines
+                .get(&(section.to_string(), key.to_string()))
+                .or_else(|| self.section_lines.get(section))
+                .copied(),
+            section: Some(section.to_string()),
+            key: if key.is_empty() { None } else { Some(key.to_string()) },
+            message,
+        }
+    }
+
+    fn get(&self, section: &str, key: &str) -> Option<&str> {
+        self.map.get(section).and_then(|s| s.get(key)).map(String::as_str)
+    }
+
+    /// Look a key up in the instance section first, then the common one.
+    fn get_layered<'a>(&'a self, inst_section: &'a str, common: &'a str, key: &str) -> Option<(&'a str, &'a str)> {
+        self.get(inst_section, key)
+            .map(|v| (inst_section, v))
+            .or_else(|| self.get(common, key).map(|v| (common, v)))
+    }
+
+    fn parse_u64(&self, section: &str, key: &str, value: &str) -> Result<u64, ConfigError> {
+        value
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| self.err(section, key, format!("`{value}` is not a whole number of seconds (>= 0)")))
+    }
+
+    fn num_or(&self, section: &str, key: &str, default: u64) -> Result<u64, ConfigError> {
+        match self.get(section, key) {
+            Some(v) if !v.trim().is_empty() => self.parse_u64(section, key, v),
+            _ => Ok(default),
+        }
+    }
+
+    fn regex(&self, section: &str, key: &str, value: &str) -> Result<Option<Regex>, ConfigError> {
+        if value.trim().is_empty() {
+            return Ok(None);
+        }
+        Regex::new(value)
+            .map(Some)
+            .map_err(|e| self.err(section, key, format!("invalid regex `{value}`: {}", first_line(&e.to_string()))))
+    }
+
+    fn warn_unknown(&mut self, section: &str, known: &[&str]) {
+        let Some(keys) = self.order.get(section) else { return };
+        let unknown: Vec<String> = keys.iter().filter(|k| !known.contains(&k.as_str())).cloned().collect();
+        for k in unknown {
+            let line = self.lines.get(&(section.to_string(), k.clone())).copied().unwrap_or(0);
+            self.warnings
+                .push(format!("{}:{line}: [{section}] unknown key `{k}` ignored", self.file.display()));
+        }
+    }
+
+    fn resolve(mut self, env_key: Option<&str>) -> Result<Config, ConfigError> {
+        let settings = self.settings()?;
+        let key = self.key(env_key, settings.key_file.as_deref())?;
+        let auth = self.auth(key.as_ref())?;
+        let mail = self.mail(key.as_ref())?;
+        let run_max_count = self.num_or("db_commconfig", "run_max_count", 999)?;
+        let run_max_count = u32::try_from(run_max_count)
+            .map_err(|_| self.err("db_commconfig", "run_max_count", format!("`{run_max_count}` is too large")))?;
+
+        let mut instances = Vec::new();
+        let dbids: Vec<String> = self.order.get("db_info").cloned().unwrap_or_default();
+        for dbid in dbids {
+            instances.push(self.instance(&dbid, &auth)?);
+        }
+        if instances.is_empty() {
+            self.warnings.push(format!("{}: [db_info] lists no instance", self.file.display()));
+        }
+        for sec in self.map.keys() {
+            if let Some(id) = sec.strip_prefix("id_") {
+                if !instances.iter().any(|i| i.dbid == id) {
+                    self.warnings.push(format!(
+                        "{}: [{sec}] has no matching entry in [db_info]; ignored",
+                        self.file.display()
+                    ));
+                }
+            }
+        }
+        let mut common_kill = KNOWN_KILL_KEYS.to_vec();
+        common_kill.extend_from_slice(INSTANCE_CONFIG_KEYS);
+        self.warn_unknown("db_commkill", KNOWN_KILL_KEYS);
+        self.warn_unknown("db_commconfig", &["db_puser", "run_max_count", "dry_run", "run_time_window"]);
+        self.warn_unknown("settings", KNOWN_SETTINGS);
+        self.warn_unknown("mail_config", KNOWN_MAIL);
+        let id_sections: Vec<String> = self.map.keys().filter(|s| s.starts_with("id_")).cloned().collect();
+        for sec in id_sections {
+            self.warn_unknown(&sec, &common_kill);
+        }
+        Ok(Config {
+            path: self.file.clone(),
+            settings,
+            mail,
+            auth,
+            run_max_count,
+            instances,
+            warnings: self.warnings,
+        })
+    }
+
+    fn settings(&self) -> Result<Settings, ConfigError> {
+        let s = "settings";
+        let secs = |key: &str, default: u64, min: u64| -> Result<Duration, ConfigError> {
+            let v = self.num_or(s, key, default)?;
+            if v < min {
+                return Err(self.err(s, key, format!("must be at least {min}")));
+            }
+            Ok(Duration::from_secs(v))
+        };
+        let path = |key: &str| self.get(s, key).filter(|v| !v.trim().is_empty()).map(|v| PathBuf::from(v.trim()));
+        let snapshot_dir = path("snapshot_dir").unwrap_or_else(|| PathBuf::from("snapshots"));
+        Ok(Settings {
+            check_interval: secs("check_interval", 5, 1)?,
+            ping_multi: u32::try_from(self.num_or(s, "ping_multi", 6)?.max(1))
+                .map_err(|_| self.err(s, "ping_multi", "too large".into()))?,
+            log_file: path("log_file"),
+            key_file: path("key_file"),
+            connect_timeout: secs("connect_timeout", 3, 1)?,
+            read_timeout: secs("read_timeout", 10, 1)?,
+            status_file: path("status_file").unwrap_or_else(|| snapshot_dir.join("mysqk.status")),
+            lock_file: path("lock_file").unwrap_or_else(|| snapshot_dir.join("mysqk.lock")),
+            on_kill_command: self.get(s, "on_kill_command").map(str::trim).filter(|v| !v.is_empty()).map(String::from),
+            hook_timeout: secs("hook_timeout", 10, 1)?,
+            snapshot_dir,
+        })
+    }
+
+    fn key(&self, env_key: Option<&str>, key_file: Option<&Path>) -> Result<Option<Key>, ConfigError> {
+        let needs_key = ["db_auth", "mail_config"].iter().any(|sec| {
+            self.map.get(*sec).is_some_and(|m| m.values().any(|v| crypto::is_encrypted(v)))
+        });
+        if !needs_key {
+            return Ok(None);
+        }
+        match crypto::load_key(env_key.filter(|k| !k.trim().is_empty()), key_file) {
+            Ok(Some((key, _source))) => Ok(Some(key)),
+            Ok(None) => Err(self.err(
+                "settings",
+                "key_file",
+                "encrypted passwords need a key: set MYSQK_KEY or [settings] key_file".into(),
+            )),
+            Err(e) => Err(self.err("settings", "key_file", format!("cannot load the key: {e}"))),
+        }
+    }
+
+    fn secret(&mut self, key: Option<&Key>, section: &str, name: &str, value: &str) -> Result<Secret, ConfigError> {
+        if crypto::is_encrypted(value) {
+            let Some(key) = key else {
+                return Err(self.err(section, name, "encrypted value but no key".into()));
+            };
+            crypto::decrypt(key, value)
+                .map(Secret::new)
+                .map_err(|e| self.err(section, name, format!("cannot decrypt: {e}")))
+        } else {
+            if !value.is_empty() {
+                let line = self.lines.get(&(section.to_string(), name.to_string())).copied().unwrap_or(0);
+                self.warnings.push(format!(
+                    "{}:{line}: [{section}] {name}: plain-text password; encrypt it with `mysqk encrypt-password`",
+                    self.file.display()
+                ));
+            }
+            Ok(Secret::new(value.to_string()))
+        }
+    }
+
+    fn auth(&mut self, key: Option<&Key>) -> Result<Vec<Auth>, ConfigError> {
+        let users: Vec<String> = self.order.get("db_auth").cloned().unwrap_or_default();
+        let mut out = Vec::new();
+        for user in users {
+            let value = self.get("db_auth", &user).unwrap_or_default().to_string();
+            let password = self.secret(key, "db_auth", &user, &value)?;
+            out.retain(|a: &Auth| a.user != user);
+            out.push(Auth { user, password });
+        }
+        Ok(out)
+    }
+
+    fn mail(&mut self, key: Option<&Key>) -> Result<MailConfig, ConfigError> {
+        let s = "mail_config";
+        let get = |k: &str| self.get(s, k).map(str::trim).filter(|v| !v.is_empty()).map(String::from);
+        let receivers: Vec<String> = get("mail_receiver")
+            .map(|v| v.split([',', ';']).map(str::trim).filter(|r| !r.is_empty()).map(String::from).collect())
+            .unwrap_or_default();
+        let mut host = get("mail_host");
+        let mut port = None;
+        if let Some(h) = host.clone() {
+            if let Some((name, p)) = h.rsplit_once(':') {
+                port = Some(p.parse::<u16>().map_err(|_| self.err(s, "mail_host", format!("bad port in `{h}`")))?);
+                host = Some(name.to_string());
+            }
+        }
+        if let Some(p) = get("mail_port") {
+            port = Some(p.parse::<u16>().map_err(|_| self.err(s, "mail_port", format!("`{p}` is not a port")))?);
+        }
+        let tls = match get("mail_tls").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None => MailTls::Opportunistic,
+            Some("starttls") => MailTls::StartTls,
+            Some("tls") => MailTls::Tls,
+            Some("none") => MailTls::None,
+            Some(other) => {
+                return Err(self.err(s, "mail_tls", format!("`{other}` is not one of starttls, tls, none")));
+            }
+        };
+        if !receivers.is_empty() && host.is_none() {
+            return Err(self.err(s, "mail_host", "mail_receiver is set but mail_host is empty".into()));
+        }
+        let user = get("mail_user");
+        let from = get("mail_from");
+        let pass_raw = get("mail_pass");
+        let interval = Duration::from_secs(self.num_or(s, "mail_interval", 60)?);
+        let pass = match pass_raw {
+            Some(v) => Some(self.secret(key, s, "mail_pass", &v)?),
+            None => None,
+        };
+        Ok(MailConfig { host, port, user, pass, from, receivers, tls, interval })
+    }
+
+    fn instance(&self, dbid: &str, auth: &[Auth]) -> Result<Instance, ConfigError> {
+        let addr = self.get("db_info", dbid).unwrap_or_default().trim();
+        let (host, port) = addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim(), p.trim().parse::<u16>().ok()?)))
+            .filter(|(h, p)| !h.is_empty() && *p > 0)
+            .ok_or_else(|| self.err("db_info", dbid, format!("`{addr}` is not host:port (the port is required)")))?;
+        let sec = format!("id_{}", dbid.to_ascii_lowercase());
+        let kill = |key: &str| self.get_layered(&sec, "db_commkill", key);
+        let conf = |key: &str| self.get_layered(&sec, "db_commconfig", key);
+
+        let puser = match conf("db_puser") {
+            Some((_, v)) if !v.trim().is_empty() => v.trim().to_string(),
+            _ => return Err(self.err("db_commconfig", "db_puser", "missing: the user that reads the processlist".into())),
+        };
+        if !auth.iter().any(|a| a.user == puser) {
+            let (s, _) = conf("db_puser").unwrap_or(("db_commconfig", ""));
+            return Err(self.err(s, "db_puser", format!("`{puser}` is not in [db_auth]")));
+        }
+        let dry_run = match conf("dry_run") {
+            Some((_, v)) => v.trim() != "0",
+            None => false,
+        };
+        let window = match conf("run_time_window") {
+            Some((s, v)) if !v.trim().is_empty() => Some(self.window(s, v)?),
+            _ => None,
+        };
+
+        let (users, k_user_text) = match kill("k_user") {
+            None => (UserFilter::Nobody, "none".to_string()),
+            Some((_, v)) => {
+                let v = v.trim();
+                match v.to_ascii_lowercase().as_str() {
+                    "" | "none" => (UserFilter::Nobody, "none".to_string()),
+                    "all" => (UserFilter::Users(auth.iter().map(|a| a.user.clone()).collect()), "all".to_string()),
+                    _ => {
+                        let set: BTreeSet<String> =
+                            v.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+                        (UserFilter::Users(set), v.to_string())
+                    }
+                }
+            }
+        };
+        let num = |key: &str, default: u64| -> Result<u64, ConfigError> {
+            match kill(key) {
+                Some((s, v)) if !v.trim().is_empty() => self.parse_u64(s, key, v),
+                _ => Ok(default),
+            }
+        };
+        let re = |key: &str| -> Result<Option<Regex>, ConfigError> {
+            match kill(key) {
+                Some((s, v)) => self.regex(s, key, v),
+                None => Ok(None),
+            }
+        };
+        let mode = match kill("k_mode") {
+            None => KillMode::Connection,
+            Some((s, v)) => match v.trim().to_ascii_lowercase().as_str() {
+                "" | "connection" => KillMode::Connection,
+                "query" => KillMode::Query,
+                other => return Err(self.err(s, "k_mode", format!("`{other}` is not connection or query"))),
+            },
+        };
+        let kill_cmd = match kill("k_kill_cmd") {
+            None => KillCmd::Kill,
+            Some((s, v)) => match v.trim().to_ascii_lowercase().as_str() {
+                "" | "kill" => KillCmd::Kill,
+                "rds" => KillCmd::Rds,
+                other => return Err(self.err(s, "k_kill_cmd", format!("`{other}` is not kill or rds"))),
+            },
+        };
+        let rules = Rules {
+            users,
+            longtime: num("k_longtime", 10)?,
+            sleep: num("k_sleep", 0)?,
+            lock: num("k_lock", 0)?,
+            exclude: re("k_exclude")?,
+            include: re("k_include")?,
+            mode,
+            kill_cmd,
+            killed_report: num("k_killed_report", 10)?,
+        };
+        Ok(Instance {
+            dbid: dbid.to_string(),
+            host: host.to_string(),
+            port,
+            puser,
+            dry_run,
+            window,
+            rules,
+            k_user_text,
+        })
+    }
+
+    fn window(&self, section: &str, value: &str) -> Result<TimeWindow, ConfigError> {
+        parse_window(value).ok_or_else(|| {
+            self.err(section, "run_time_window", format!("`{value}` is not HH:MM-HH:MM (e.g. 08:00-22:00)"))
+        })
+    }
+}
+
+/// `08:00-22:00` -> window; `None` when malformed.
+pub fn parse_window(value: &str) -> Option<TimeWindow> {
+    let (a, b) = value.trim().split_once('-')?;
+    let t = |s: &str| NaiveTime::parse_from_str(s.trim(), "%H:%M").ok();
+    Some(TimeWindow { start: t(a)?, end: t(b)? })
+}
+
+fn first_line(s: &str) -> String {
+    // regex errors are multi-line with a caret diagram; keep the summary line.
+    s.lines().rev().find(|l| l.trim_start().starts_with("error:")).unwrap_or(s).trim().to_string()
+}
+
+/// The effective rules of every instance, as `check-config` prints them.
+pub fn describe(cfg: &Config) -> String {
+    let mut out = String::new();
+    let st = &cfg.settings;
+    out.push_str(&format!("config: {}\n", cfg.path.display()));
+    out.push_str(&format!(
+        "settings: check_interval={}s ping_multi={} connect_timeout={}s read_timeout={}s snapshot_dir={} run_max_count={}\n",
+        st.check_interval.as_secs(),
+        st.ping_multi,
+        st.connect_timeout.as_secs(),
+        st.read_timeout.as_secs(),
+        st.snapshot_dir.display(),
+        cfg.run_max_count
+    ));
+    let users: Vec<&str> = cfg.auth.iter().map(|a| a.user.as_str()).collect();
+    out.push_str(&format!("db_auth users: {}\n", users.join(", ")));
+    out.push_str(&format!(
+        "mail: {}\n",
+        if cfg.mail.enabled() { format!("to {}", cfg.mail.receivers.join(", ")) } else { "off".into() }
+    ));
+    for i in &cfg.instances {
+        let r = &i.rules;
+        let users = match &r.users {
+            UserFilter::Nobody => "none".to_string(),
+            UserFilter::Users(set) => set.iter().cloned().collect::<Vec<_>>().join(","),
+        };
+        let re = |r: &Option<Regex>| r.as_ref().map(|r| format!("/{}/", r.as_str())).unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "[{}] {} puser={} dry_run={} window={}\n  k_user={} ({}) k_longtime={} k_sleep={} k_lock={} k_include={} k_exclude={} k_mode={:?} k_kill_cmd={:?}\n",
+            i.dbid,
+            i.addr(),
+            i.puser,
+            if i.dry_run { 1 } else { 0 },
+            i.window.map(|w| w.to_string()).unwrap_or_else(|| "always".into()),
+            i.k_user_text,
+            users,
+            r.longtime,
+            r.sleep,
+            r.lock,
+            re(&r.include),
+            re(&r.exclude),
+            r.mode,
+            r.kill_cmd,
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("t.ini"), text, None)
+    }
+
+    const ORIGINAL: &str = r"
+[mail_config]
+mail_host=smtp.exmail.qq.com
+mail_user=xxx@ecqun.com
+mail_pass=xxxxxx
+
+mail_receiver=
+
+[db_info]
+crm0=192.168.1.125:3306
+crm1=192.168.1.126:3306
+base=10.0.200.142:3306
+
+[db_auth]
+ecuser=pw1
+app1=pw2
+
+[db_commconfig]
+db_puser=ecuser
+
+; how many kill times once this config file changed
+run_max_count=999
+dry_run=1
+run_time_window=08:00-22:00
+
+[db_commkill]
+k_user=all
+k_longtime=10   ; seconds
+k_lock=1
+k_sleep=0
+k_exclude=Binlog|ecdba|Daemon
+k_include=select sleep\(17\)
+
+[id_crm0]
+; k_user: who's threads to be killed. use comma to separate
+k_user=app1
+k_longtime=20
+dry_run=0
+
+[id_crm1]
+";
+
+    #[test]
+    fn original_file_loads() {
+        let c = parse(ORIGINAL).unwrap();
+        assert_eq!(c.instances.len(), 3);
+        assert_eq!(c.run_max_count, 999);
+        let crm0 = c.instance("crm0").unwrap();
+        assert_eq!(crm0.rules.longtime, 20);
+        assert!(!crm0.dry_run);
+        assert!(crm0.rules.users.contains("app1"));
+        assert!(!crm0.rules.users.contains("ecuser"));
+        let crm1 = c.instance("crm1").unwrap();
+        assert_eq!(crm1.rules.longtime, 10, "inline comment stripped");
+        assert!(crm1.dry_run);
+        assert!(crm1.rules.users.contains("ecuser") && crm1.rules.users.contains("app1"));
+        assert_eq!(crm1.rules.include.as_ref().unwrap().as_str(), r"select sleep\(17\)");
+        assert_eq!(crm1.window.unwrap().to_string(), "08:00-22:00");
+        assert!(!c.mail.enabled());
+        assert_eq!(crm1.port, 3306);
+    }
+
+    #[test]
+    fn comconfig_alias() {
+        let c = parse(&ORIGINAL.replace("[db_commconfig]", "[db_comconfig]")).unwrap();
+        assert_eq!(c.instances[0].puser, "ecuser");
+    }
+
+    #[test]
+    fn bad_regex_is_located() {
+        let e = parse(&ORIGINAL.replace(r"k_exclude=Binlog|ecdba|Daemon", "k_exclude=Binlog|(")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("t.ini:"), "{msg}");
+        assert!(msg.contains("[db_commkill] k_exclude: invalid regex `Binlog|(`"), "{msg}");
+        assert_eq!(e.line, Some(31));
+    }
+
+    #[test]
+    fn puser_must_be_in_auth() {
+        let e = parse(&ORIGINAL.replace("db_puser=ecuser", "db_puser=nobody")).unwrap_err();
+        assert!(e.to_string().contains("[db_commconfig] db_puser: `nobody` is not in [db_auth]"), "{e}");
+    }
+
+    #[test]
+    fn port_required() {
+        let e = parse(&ORIGINAL.replace("base=10.0.200.142:3306", "base=10.0.200.142")).unwrap_err();
+        assert!(e.to_string().contains("[db_info] base:"), "{e}");
+    }
+
+    #[test]
+    fn bad_numbers_and_windows() {
+        let e = parse(&ORIGINAL.replace("k_sleep=0", "k_sleep=ten")).unwrap_err();
+        assert!(e.to_string().contains("[db_commkill] k_sleep: `ten`"), "{e}");
+        let e = parse(&ORIGINAL.replace("08:00-22:00", "8-22")).unwrap_err();
+        assert!(e.to_string().contains("run_time_window"), "{e}");
+        let e = parse("[db_info]\nx 1.2.3.4\n").unwrap_err();
+        assert!(e.to_string().contains("t.ini:2"), "{e}");
+        let e = parse("[db_info\n").unwrap_err();
+        assert!(e.to_string().contains("malformed section header"), "{e}");
+    }
+
+    #[test]
+    fn hash_inside_regex_is_kept() {
+        let c = parse(&ORIGINAL.replace("k_exclude=Binlog|ecdba|Daemon", "k_exclude=a#b|c;d  # comment")).unwrap();
+        assert_eq!(c.instances[1].rules.exclude.as_ref().unwrap().as_str(), "a#b|c;d");
+    }
+
+    #[test]
+    fn user_names_keep_case() {
+        let c = parse(&ORIGINAL.replace("app1=pw2", "App1=pw2").replace("k_user=app1", "k_user=App1")).unwrap();
+        assert!(c.password("App1").is_some());
+        assert!(c.instance("crm0").unwrap().rules.users.contains("App1"));
+    }
+
+    #[test]
+    fn windows_cross_midnight() {
+        let w = parse_window("22:00-06:00").unwrap();
+        let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        assert!(w.contains(t(23, 0)) && w.contains(t(5, 59)) && !w.contains(t(6, 0)) && !w.contains(t(12, 0)));
+        let w = parse_window("08:00-22:00").unwrap();
+        assert!(w.contains(t(8, 0)) && !w.contains(t(22, 0)) && !w.contains(t(7, 59)));
+    }
+
+    #[test]
+    fn plain_passwords_warn_once_each() {
+        let c = parse(ORIGINAL).unwrap();
+        let n = c.warnings.iter().filter(|w| w.contains("plain-text password")).count();
+        assert_eq!(n, 3, "{:?}", c.warnings);
+        assert!(c.warnings.iter().all(|w| !w.contains("pw1") && !w.contains("xxxxxx")));
+    }
+}

@@ -1,0 +1,169 @@
+//! Reads server state: the processlist, InnoDB lock waits, and the snapshot
+//! taken before any kill. Read-only; every query runs on a held session.
+
+use mysql::prelude::Queryable;
+use mysql::{Row, Value};
+
+use crate::matcher::LockWait;
+use crate::row::ProcRow;
+use crate::session::{Flavor, Session, SessionError};
+
+fn text(v: Option<Value>) -> Option<String> {
+    match v {
+        None | Some(Value::NULL) => None,
+        Some(Value::Bytes(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+        Some(other) => Some(other.as_sql(true).trim_matches('\'').to_string()),
+    }
+}
+
+fn number(v: Option<Value>) -> u64 {
+    match v {
+        Some(Value::Int(i)) => i.max(0) as u64,
+        Some(Value::UInt(u)) => u,
+        Some(Value::Float(f)) => f.max(0.0) as u64,
+        Some(Value::Double(f)) => f.max(0.0) as u64,
+        Some(Value::Bytes(b)) => {
+            let s = String::from_utf8_lossy(&b);
+            // TIME_MS is a decimal: keep the integer part.
+            s.split('.').next().and_then(|p| p.trim().parse().ok()).unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+/// The processlist query for this flavor.
+fn processlist_sql(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::MariaDb => {
+            "SELECT ID, USER, HOST, DB, COMMAND, TIME, TIME_MS, STATE, INFO FROM information_schema.PROCESSLIST"
+        }
+        // performance_schema.processlist avoids the global mutex the I_S table takes.
+        Flavor::MySql8 => {
+            "SELECT ID, USER, HOST, DB, COMMAND, TIME, NULL, STATE, INFO FROM performance_schema.processlist"
+        }
+        _ => "SELECT ID, USER, HOST, DB, COMMAND, TIME, NULL, STATE, INFO FROM information_schema.PROCESSLIST",
+    }
+}
+
+/// Every thread the session's user can see (all of them with PROCESS).
+pub fn processlist(s: &mut Session) -> Result<Vec<ProcRow>, SessionError> {
+    let sql = processlist_sql(s.flavor);
+    let rows: Vec<Row> = match s.conn.query(sql) {
+        Ok(rows) => rows,
+        // performance_schema.processlist is 8.0.22+; older 8.0 falls back.
+        Err(_) if s.flavor == Flavor::MySql8 => {
+            s.conn.query(processlist_sql(Flavor::MySql57)).map_err(|e| s.query_err(&e))?
+        }
+        Err(e) => return Err(s.query_err(&e)),
+    };
+    Ok(rows.into_iter().map(to_proc_row).collect())
+}
+
+fn to_proc_row(mut r: Row) -> ProcRow {
+    let time_ms = match r.take::<Value, _>(6) {
+        None | Some(Value::NULL) => None,
+        v => Some(number(v)),
+    };
+    ProcRow {
+        id: number(r.take(0)),
+        user: text(r.take(1)).unwrap_or_default(),
+        host: text(r.take(2)).unwrap_or_default(),
+        db: text(r.take(3)),
+        command: text(r.take(4)).unwrap_or_default(),
+        time: number(r.take(5)),
+        time_ms,
+        state: text(r.take(7)),
+        info: text(r.take(8)),
+    }
+}
+
+/// InnoDB row-lock waits: who waits on whom, for how long.
+pub fn lock_waits(s: &mut Session) -> Result<Vec<LockWait>, SessionError> {
+    let sql = match s.flavor {
+        Flavor::MySql8 => {
+            "SELECT r.trx_mysql_thread_id, b.trx_mysql_thread_id, \
+             TIMESTAMPDIFF(SECOND, r.trx_wait_started, NOW()) \
+             FROM performance_schema.data_lock_waits w \
+             JOIN information_schema.INNODB_TRX b ON b.trx_id = w.BLOCKING_ENGINE_TRANSACTION_ID \
+             JOIN information_schema.INNODB_TRX r ON r.trx_id = w.REQUESTING_ENGINE_TRANSACTION_ID"
+        }
+        _ => {
+            "SELECT r.trx_mysql_thread_id, b.trx_mysql_thread_id, \
+             TIMESTAMPDIFF(SECOND, r.trx_wait_started, NOW()) \
+             FROM information_schema.INNODB_LOCK_WAITS w \
+             JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id \
+             JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id"
+        }
+    };
+    let rows: Vec<Row> = s.conn.query(sql).map_err(|e| s.query_err(&e))?;
+    Ok(rows
+        .into_iter()
+        .map(|mut r| LockWait { waiting: number(r.take(0)), blocking: number(r.take(1)), wait_secs: number(r.take(2)) })
+        .collect())
+}
+
+/// A query's result rendered as a plain text table (for snapshots).
+pub fn query_table(s: &mut Session, sql: &str) -> String {
+    let result = s.conn.query_iter(sql);
+    let mut result = match result {
+        Ok(r) => r,
+        Err(e) => return format!("({sql}: {})\n", crate::session::error_text(&e)),
+    };
+    let mut out = String::new();
+    let mut header_done = false;
+    while let Some(set) = result.iter() {
+        for row in set {
+            let row = match row {
+                Ok(r) => r,
+                Err(e) => {
+                    out.push_str(&format!("(error: {})\n", crate::session::error_text(&e)));
+                    break;
+                }
+            };
+            if !header_done {
+                let names: Vec<String> = row.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+                out.push_str(&names.join("\t"));
+                out.push('\n');
+                header_done = true;
+            }
+            let cells: Vec<String> = (0..row.len())
+                .map(|i| text(row.as_ref(i).cloned()).unwrap_or_else(|| "NULL".into()))
+                .collect();
+            out.push_str(&cells.join("\t"));
+            out.push('\n');
+        }
+    }
+    if !header_done {
+        out.push_str("(empty)\n");
+    }
+    out
+}
+
+/// What the server looked like just before mysqk acted (SPEC 4).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Snapshot {
+    pub processlist: Vec<ProcRow>,
+    pub innodb_status: String,
+    pub lock_waits: String,
+    pub innodb_trx: String,
+}
+
+/// Capture `SHOW ENGINE INNODB STATUS`, the lock waits and `INNODB_TRX`;
+/// the processlist is the one the pass already read.
+pub fn snapshot(s: &mut Session, processlist: &[ProcRow]) -> Snapshot {
+    let innodb_status = match s.conn.query_first::<Row, _>("SHOW ENGINE INNODB STATUS") {
+        Ok(Some(mut r)) => text(r.take(2)).unwrap_or_default(),
+        Ok(None) => String::new(),
+        Err(e) => format!("(SHOW ENGINE INNODB STATUS: {})", crate::session::error_text(&e)),
+    };
+    let lock_sql = match s.flavor {
+        Flavor::MySql8 => "SELECT * FROM performance_schema.data_lock_waits",
+        _ => "SELECT * FROM information_schema.INNODB_LOCK_WAITS",
+    };
+    Snapshot {
+        processlist: processlist.to_vec(),
+        innodb_status,
+        lock_waits: query_table(s, lock_sql),
+        innodb_trx: query_table(s, "SELECT * FROM information_schema.INNODB_TRX"),
+    }
+}

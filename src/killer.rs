@@ -1,0 +1,176 @@
+//! Kills victims through held sessions: the victim's own user first (works
+//! without SUPER), else a session that may kill others, else nothing and a
+//! clear report.
+
+use mysql::prelude::Queryable;
+use serde::Serialize;
+
+use crate::crypto::Secret;
+use crate::matcher::{KillCmd, KillMode, Victim};
+use crate::session::{error_code, error_text, Sessions};
+
+/// MySQL/MariaDB error: `Unknown thread id` (the thread already ended).
+const ER_NO_SUCH_THREAD: u16 = 1094;
+/// `You are not owner of thread`.
+const ER_KILL_DENIED: u16 = 1095;
+
+/// What mysqk does to a victim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    KillConnection,
+    KillQuery,
+}
+
+impl Action {
+    /// Sleepers have no statement to stop: they are always killed as connections.
+    pub fn for_victim(mode: KillMode, command: &str) -> Action {
+        match mode {
+            KillMode::Query if command != "Sleep" => Action::KillQuery,
+            _ => Action::KillConnection,
+        }
+    }
+
+    pub fn sql(self, cmd: KillCmd, id: u64) -> String {
+        match (cmd, self) {
+            (KillCmd::Kill, Action::KillConnection) => format!("KILL CONNECTION {id}"),
+            (KillCmd::Kill, Action::KillQuery) => format!("KILL QUERY {id}"),
+            (KillCmd::Rds, Action::KillConnection) => format!("CALL mysql.rds_kill({id})"),
+            (KillCmd::Rds, Action::KillQuery) => format!("CALL mysql.rds_kill_query({id})"),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::KillConnection => "kill connection",
+            Action::KillQuery => "kill query",
+        }
+    }
+}
+
+/// How a kill ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum KillResult {
+    /// The server accepted the kill from `via`'s session.
+    Killed { via: String },
+    /// `Unknown thread id`: it ended by itself; counts as done.
+    Gone,
+    /// Dry run: nothing sent.
+    DryRun,
+    /// No held session may kill it.
+    NoSession { message: String },
+    Failed { message: String },
+}
+
+impl KillResult {
+    pub fn is_failure(&self) -> bool {
+        matches!(self, KillResult::Failed { .. })
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            KillResult::Killed { via } => format!("killed (as {via})"),
+            KillResult::Gone => "gone (ended by itself)".into(),
+            KillResult::DryRun => "dry run".into(),
+            KillResult::NoSession { message } | KillResult::Failed { message } => message.clone(),
+        }
+    }
+}
+
+/// One victim with what was done and how it ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub victim: Victim,
+    pub action: Action,
+    pub result: KillResult,
+}
+
+/// Kill `victims` on one instance. `password` looks up a `[db_auth]` user.
+pub fn kill_all<'a>(
+    sessions: &mut Sessions,
+    password: impl Fn(&str) -> Option<&'a Secret>,
+    auth_users: &[String],
+    victims: &[Victim],
+    mode: KillMode,
+    cmd: KillCmd,
+    dry_run: bool,
+) -> Vec<Outcome> {
+    victims
+        .iter()
+        .map(|v| {
+            let action = Action::for_victim(mode, &v.row.command);
+            let result = if dry_run {
+                KillResult::DryRun
+            } else {
+                kill_one(sessions, &password, auth_users, v, action, cmd)
+            };
+            Outcome { victim: v.clone(), action, result }
+        })
+        .collect()
+}
+
+enum Try {
+    Done(KillResult),
+    /// This session may not kill the thread; try another.
+    Denied,
+}
+
+fn try_via(sessions: &mut Sessions, user: &str, sql: &str) -> Try {
+    let Some(s) = sessions.get(user) else { return Try::Denied };
+    match s.conn.query_drop(sql) {
+        Ok(()) => Try::Done(KillResult::Killed { via: user.to_string() }),
+        Err(e) => match error_code(&e) {
+            Some(ER_NO_SUCH_THREAD) => Try::Done(KillResult::Gone),
+            Some(ER_KILL_DENIED) => Try::Denied,
+            Some(_) => Try::Done(KillResult::Failed { message: format!("{sql} as {user}: {}", error_text(&e)) }),
+            None => {
+                let reason = error_text(&e);
+                sessions.drop_session(user, &reason);
+                Try::Done(KillResult::Failed { message: format!("{sql} as {user}: {reason}") })
+            }
+        },
+    }
+}
+
+fn kill_one<'a>(
+    sessions: &mut Sessions,
+    password: &impl Fn(&str) -> Option<&'a Secret>,
+    auth_users: &[String],
+    v: &Victim,
+    action: Action,
+    cmd: KillCmd,
+) -> KillResult {
+    let sql = action.sql(cmd, v.row.id);
+    let owner = v.row.user.as_str();
+    if let Some(pw) = password(owner) {
+        if sessions.ensure(owner, pw).is_some() {
+            if let Try::Done(r) = try_via(sessions, owner, &sql) {
+                return r;
+            }
+        }
+    }
+    for user in auth_users.iter().filter(|u| u.as_str() != owner) {
+        let Some(pw) = password(user) else { continue };
+        let privileged = sessions.ensure(user, pw).is_some_and(|s| s.can_kill_others);
+        if privileged {
+            if let Try::Done(r) = try_via(sessions, user, &sql) {
+                return r;
+            }
+        }
+    }
+    KillResult::NoSession { message: format!("no session can kill thread {} of user {owner}", v.row.id) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements() {
+        assert_eq!(Action::for_victim(KillMode::Query, "Query").sql(KillCmd::Kill, 7), "KILL QUERY 7");
+        assert_eq!(Action::for_victim(KillMode::Query, "Sleep").sql(KillCmd::Kill, 7), "KILL CONNECTION 7");
+        assert_eq!(Action::for_victim(KillMode::Connection, "Query").sql(KillCmd::Rds, 7), "CALL mysql.rds_kill(7)");
+        assert_eq!(Action::KillQuery.sql(KillCmd::Rds, 7), "CALL mysql.rds_kill_query(7)");
+    }
+}

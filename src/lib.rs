@@ -1,0 +1,20 @@
+//! mysqk: kill abnormal MySQL/MariaDB threads through each user's own held session.
+//!
+//! The functional core is [`matcher`] (which threads are victims, pure code over
+//! [`row::ProcRow`]s and [`matcher::Rules`]); everything else is a thin shell
+//! around it: [`config`] resolves the ini once into typed rules, [`session`]
+//! holds the connections, [`inspector`] reads server state, [`killer`] acts.
+
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod dump;
+pub mod fingerprint;
+pub mod inspector;
+pub mod killer;
+pub mod matcher;
+pub mod output;
+pub mod pass;
+pub mod redact;
+pub mod row;
+pub mod session;

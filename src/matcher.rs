@@ -1,0 +1,431 @@
+//! Which threads are victims: pure code over processlist rows and rules.
+//!
+//! No I/O happens here, so every rule (and above all the never-kill list) can be
+//! tested exhaustively. The shell reads rows from a server or a dump, calls
+//! [`select_victims`], and acts on what comes back.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::row::ProcRow;
+
+/// Whose threads may be killed (`k_user`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UserFilter {
+    /// `none`: nobody (the default).
+    #[default]
+    Nobody,
+    /// A list, or `all` already expanded to the `[db_auth]` users.
+    Users(BTreeSet<String>),
+}
+
+impl UserFilter {
+    pub fn contains(&self, user: &str) -> bool {
+        match self {
+            UserFilter::Nobody => false,
+            UserFilter::Users(set) => set.contains(user),
+        }
+    }
+}
+
+/// How a victim is killed (`k_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KillMode {
+    #[default]
+    Connection,
+    Query,
+}
+
+/// Which statement performs the kill (`k_kill_cmd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KillCmd {
+    /// `KILL [QUERY|CONNECTION] id`
+    #[default]
+    Kill,
+    /// `CALL mysql.rds_kill(id)` / `CALL mysql.rds_kill_query(id)` (cloud servers).
+    Rds,
+}
+
+/// The resolved, validated kill rules of one instance.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub users: UserFilter,
+    /// `k_longtime`: seconds; 0 = off.
+    pub longtime: u64,
+    /// `k_sleep`: seconds; 0 = never kill sleepers.
+    pub sleep: u64,
+    /// `k_lock`: seconds a lock wait must last before its blocker is a victim; 0 = off.
+    pub lock: u64,
+    pub exclude: Option<Regex>,
+    pub include: Option<Regex>,
+    pub mode: KillMode,
+    pub kill_cmd: KillCmd,
+    /// `k_killed_report`: seconds in `Command=Killed` before it is reported as stuck.
+    pub killed_report: u64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            users: UserFilter::Nobody,
+            longtime: 10,
+            sleep: 0,
+            lock: 0,
+            exclude: None,
+            include: None,
+            mode: KillMode::Connection,
+            kill_cmd: KillCmd::Kill,
+            killed_report: 10,
+        }
+    }
+}
+
+/// One InnoDB lock wait: `waiting` has waited `wait_secs` for a lock `blocking` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockWait {
+    pub waiting: u64,
+    pub blocking: u64,
+    pub wait_secs: u64,
+}
+
+/// Everything the matcher looks at for one pass on one instance.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub rows: Vec<ProcRow>,
+    /// Connection ids of mysqk's own sessions on this instance.
+    pub own_ids: HashSet<u64>,
+    pub lock_waits: Vec<LockWait>,
+}
+
+/// Why a thread is a victim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Reason {
+    LongRunning { secs: u64, limit: u64 },
+    Sleeping { secs: u64, limit: u64 },
+    Included { pattern: String },
+    LockBlocker { waiting: Vec<u64>, wait_secs: u64, limit: u64 },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::LongRunning { secs, limit } => write!(f, "long-running {secs}s >= {limit}"),
+            Reason::Sleeping { secs, limit } => write!(f, "sleeping {secs}s >= {limit}"),
+            Reason::Included { pattern } => write!(f, "included by /{pattern}/"),
+            Reason::LockBlocker { waiting, wait_secs, limit } => {
+                let ids: Vec<String> = waiting.iter().map(u64::to_string).collect();
+                write!(f, "blocks thread {} for {wait_secs}s >= {limit}", ids.join(","))
+            }
+        }
+    }
+}
+
+/// A thread the rules say to kill, with every reason that applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Victim {
+    pub row: ProcRow,
+    pub reasons: Vec<Reason>,
+}
+
+impl Victim {
+    pub fn reason_text(&self) -> String {
+        let parts: Vec<String> = self.reasons.iter().map(Reason::to_string).collect();
+        parts.join("; ")
+    }
+}
+
+/// Why a thread can never be a victim, whatever the config says (SPEC 2).
+/// This is the one place the never-kill list lives.
+pub fn protected(row: &ProcRow, own_ids: &HashSet<u64>) -> Option<&'static str> {
+    let command = row.command.as_str();
+    if own_ids.contains(&row.id) {
+        Some("mysqk's own connection")
+    } else if row.user == "system user" {
+        Some("server system thread (replica IO/SQL or background)")
+    } else if row.user == "event_scheduler" || command == "Daemon" {
+        Some("event scheduler / daemon thread")
+    } else if command.starts_with("Binlog Dump") {
+        Some("replication: binlog dump to a replica")
+    } else if command.starts_with("Slave_") || command == "Register Slave" {
+        Some("replication: replica thread")
+    } else if command == "Killed" {
+        Some("already killed (verified, never killed twice)")
+    } else {
+        None
+    }
+}
+
+/// The rules' verdict on a single row, lock waits aside.
+fn row_reasons(row: &ProcRow, rules: &Rules) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    let sleeping = row.command == "Sleep";
+    if !sleeping && rules.longtime > 0 && row.time >= rules.longtime {
+        reasons.push(Reason::LongRunning { secs: row.time, limit: rules.longtime });
+    }
+    if sleeping && rules.sleep > 0 && row.time >= rules.sleep {
+        reasons.push(Reason::Sleeping { secs: row.time, limit: rules.sleep });
+    }
+    if let Some(re) = &rules.include {
+        if re.is_match(&row.row_text()) {
+            reasons.push(Reason::Included { pattern: re.as_str().to_string() });
+        }
+    }
+    reasons
+}
+
+/// Lock blockers whose oldest wait has lasted at least `k_lock` seconds,
+/// with the waiting thread ids.
+fn lock_blockers(scan: &Scan, limit: u64) -> HashMap<u64, (Vec<u64>, u64)> {
+    let mut out: HashMap<u64, (Vec<u64>, u64)> = HashMap::new();
+    if limit == 0 {
+        return out;
+    }
+    for w in scan.lock_waits.iter().filter(|w| w.wait_secs >= limit) {
+        let entry = out.entry(w.blocking).or_default();
+        if !entry.0.contains(&w.waiting) {
+            entry.0.push(w.waiting);
+        }
+        entry.1 = entry.1.max(w.wait_secs);
+    }
+    out
+}
+
+/// Victim = user in `k_user` AND not protected AND not excluded AND
+/// (long-running OR long-sleeping OR included OR lock-blocker).
+pub fn select_victims(scan: &Scan, rules: &Rules) -> Vec<Victim> {
+    let blockers = lock_blockers(scan, rules.lock);
+    let mut victims = Vec::new();
+    for row in &scan.rows {
+        if !rules.users.contains(&row.user) || protected(row, &scan.own_ids).is_some() {
+            continue;
+        }
+        if rules.exclude.as_ref().is_some_and(|re| re.is_match(&row.row_text())) {
+            continue;
+        }
+        let mut reasons = Vec::new();
+        if let Some((waiting, wait_secs)) = blockers.get(&row.id) {
+            reasons.push(Reason::LockBlocker {
+                waiting: waiting.clone(),
+                wait_secs: *wait_secs,
+                limit: rules.lock,
+            });
+        }
+        reasons.extend(row_reasons(row, rules));
+        if !reasons.is_empty() {
+            victims.push(Victim { row: row.clone(), reasons });
+        }
+    }
+    victims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn row(id: u64, user: &str, command: &str, time: u64, info: Option<&str>) -> ProcRow {
+        ProcRow {
+            id,
+            user: user.into(),
+            host: "10.0.0.5:51000".into(),
+            db: Some("crm".into()),
+            command: command.into(),
+            time,
+            time_ms: None,
+            state: Some(if command == "Sleep" { "" } else { "User sleep" }.into()),
+            info: info.map(Into::into),
+        }
+    }
+
+    fn users(list: &[&str]) -> UserFilter {
+        UserFilter::Users(list.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn rules(list: &[&str]) -> Rules {
+        Rules { users: users(list), ..Rules::default() }
+    }
+
+    fn ids(scan: &Scan, rules: &Rules) -> Vec<u64> {
+        select_victims(scan, rules).iter().map(|v| v.row.id).collect()
+    }
+
+    fn scan(rows: Vec<ProcRow>) -> Scan {
+        Scan { rows, ..Scan::default() }
+    }
+
+    #[test]
+    fn table() {
+        let q = Some("select sleep(60)");
+        // (name, row, rules, expected victim?)
+        let cases: Vec<(&str, ProcRow, Rules, bool)> = vec![
+            ("long query", row(1, "app1", "Query", 12, q), rules(&["app1"]), true),
+            ("at the limit", row(1, "app1", "Query", 10, q), rules(&["app1"]), true),
+            ("below the limit", row(1, "app1", "Query", 9, q), rules(&["app1"]), false),
+            ("other user", row(1, "app2", "Query", 99, q), rules(&["app1"]), false),
+            ("k_user none", row(1, "app1", "Query", 99, q), Rules::default(), false),
+            ("longtime 0 disables", row(1, "app1", "Query", 99, q), Rules { longtime: 0, ..rules(&["app1"]) }, false),
+            ("sleep not long-running", row(1, "app1", "Sleep", 99, None), rules(&["app1"]), false),
+            ("sleep killed with k_sleep", row(1, "app1", "Sleep", 31, None), Rules { sleep: 30, ..rules(&["app1"]) }, true),
+            ("sleep below k_sleep", row(1, "app1", "Sleep", 29, None), Rules { sleep: 30, ..rules(&["app1"]) }, false),
+            ("prepared statement is long-running", row(1, "app1", "Execute", 11, q), rules(&["app1"]), true),
+            (
+                "include below longtime",
+                row(1, "app1", "Query", 1, Some("select sleep(17)")),
+                Rules { include: Some(Regex::new(r"select sleep\(17\)").unwrap()), ..rules(&["app1"]) },
+                true,
+            ),
+            (
+                "include needs k_user",
+                row(1, "app2", "Query", 1, Some("select sleep(17)")),
+                Rules { include: Some(Regex::new(r"sleep").unwrap()), ..rules(&["app1"]) },
+                false,
+            ),
+            (
+                "exclude wins over long-running",
+                row(1, "app1", "Query", 99, Some("select /* ecdba */ 1")),
+                Rules { exclude: Some(Regex::new("ecdba").unwrap()), ..rules(&["app1"]) },
+                false,
+            ),
+            (
+                "exclude wins over include",
+                row(1, "app1", "Query", 1, Some("select sleep(17)")),
+                Rules {
+                    include: Some(Regex::new("sleep").unwrap()),
+                    exclude: Some(Regex::new("sleep").unwrap()),
+                    ..rules(&["app1"])
+                },
+                false,
+            ),
+            ("binlog dump", row(1, "repl", "Binlog Dump", 999, None), rules(&["repl"]), false),
+            ("binlog dump gtid", row(1, "repl", "Binlog Dump GTID", 999, None), rules(&["repl"]), false),
+            ("replica io", row(1, "system user", "Slave_IO", 999, None), rules(&["system user"]), false),
+            ("killed", row(1, "app1", "Killed", 999, q), rules(&["app1"]), false),
+            ("daemon", row(1, "event_scheduler", "Daemon", 999, None), rules(&["event_scheduler"]), false),
+        ];
+        for (name, r, rules, want) in cases {
+            let got = !select_victims(&scan(vec![r]), &rules).is_empty();
+            assert_eq!(got, want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn reasons_are_explained() {
+        let s = scan(vec![row(7, "app1", "Query", 12, Some("x")), row(8, "app1", "Sleep", 31, None)]);
+        let v = select_victims(&s, &Rules { sleep: 30, ..rules(&["app1"]) });
+        assert_eq!(v[0].reason_text(), "long-running 12s >= 10");
+        assert_eq!(v[1].reason_text(), "sleeping 31s >= 30");
+        let v = select_victims(
+            &scan(vec![row(9, "app1", "Query", 1, Some("select 17"))]),
+            &Rules { include: Some(Regex::new("17").unwrap()), ..rules(&["app1"]) },
+        );
+        assert_eq!(v[0].reason_text(), "included by /17/");
+    }
+
+    #[test]
+    fn own_connections_never_victims() {
+        let mut s = scan(vec![row(5, "app1", "Query", 99, Some("select sleep(60)"))]);
+        s.own_ids.insert(5);
+        assert!(ids(&s, &rules(&["app1"])).is_empty());
+    }
+
+    #[test]
+    fn lock_blocker_idle_in_transaction() {
+        let mut s = scan(vec![
+            row(1, "app1", "Sleep", 4, None),
+            row(2, "app2", "Query", 4, Some("update t set v=2 where id=1")),
+        ]);
+        s.lock_waits.push(LockWait { waiting: 2, blocking: 1, wait_secs: 4 });
+        let r = Rules { lock: 2, longtime: 0, ..rules(&["app1", "app2"]) };
+        let v = select_victims(&s, &r);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].row.id, 1);
+        assert_eq!(v[0].reason_text(), "blocks thread 2 for 4s >= 2");
+        // Too young a wait, or k_lock off: nothing.
+        assert!(ids(&s, &Rules { lock: 5, ..r.clone() }).is_empty());
+        assert!(ids(&s, &Rules { lock: 0, ..r }).is_empty());
+    }
+
+    #[test]
+    fn lock_blocker_still_obeys_never_kill_and_exclude() {
+        let mut s = scan(vec![row(1, "repl", "Binlog Dump", 4, None)]);
+        s.lock_waits.push(LockWait { waiting: 2, blocking: 1, wait_secs: 100 });
+        assert!(ids(&s, &Rules { lock: 1, ..rules(&["repl"]) }).is_empty());
+    }
+
+    fn arb_row() -> impl Strategy<Value = ProcRow> {
+        let users = prop::sample::select(vec!["app1", "app2", "system user", "event_scheduler", "repl", "root"]);
+        let commands = prop::sample::select(vec![
+            "Query", "Sleep", "Execute", "Killed", "Daemon", "Binlog Dump", "Binlog Dump GTID", "Slave_IO",
+            "Slave_SQL", "Connect",
+        ]);
+        let text = prop::sample::select(vec![
+            "select sleep(60)",
+            "Binlog",
+            "/* ecdba */ select 1",
+            "update t set a=1",
+            "中文注释 select 1",
+        ]);
+        (0u64..40, users, commands, 0u64..100, prop::option::of(text)).prop_map(|(id, u, c, t, i)| ProcRow {
+            id,
+            user: u.into(),
+            host: "h:1".into(),
+            db: None,
+            command: c.into(),
+            time: t,
+            time_ms: None,
+            state: None,
+            info: i.map(Into::into),
+        })
+    }
+
+    fn arb_rules() -> impl Strategy<Value = Rules> {
+        let pats = prop::sample::select(vec![".*", "sleep", "Binlog", "ecdba", "select|update", "^app"]);
+        (
+            prop::sample::subsequence(vec!["app1", "app2", "system user", "event_scheduler", "repl", "root"], 0..6),
+            0u64..50,
+            0u64..50,
+            0u64..5,
+            prop::option::of(pats.clone()),
+            prop::option::of(pats),
+        )
+            .prop_map(|(u, longtime, sleep, lock, inc, exc)| Rules {
+                users: users(&u),
+                longtime,
+                sleep,
+                lock,
+                include: inc.map(|p| Regex::new(p).unwrap()),
+                exclude: exc.map(|p| Regex::new(p).unwrap()),
+                ..Rules::default()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn never_kills_protected_excluded_or_foreign(
+            rows in prop::collection::vec(arb_row(), 0..30),
+            rules in arb_rules(),
+            own in prop::collection::hash_set(0u64..40, 0..5),
+            waits in prop::collection::vec((0u64..40, 0u64..40, 0u64..20), 0..5),
+        ) {
+            let scan = Scan {
+                rows: rows.clone(),
+                own_ids: own.clone(),
+                lock_waits: waits.into_iter().map(|(w, b, s)| LockWait { waiting: w, blocking: b, wait_secs: s }).collect(),
+            };
+            for v in select_victims(&scan, &rules) {
+                prop_assert!(protected(&v.row, &own).is_none(), "protected row returned: {:?}", v.row);
+                prop_assert!(!own.contains(&v.row.id));
+                prop_assert!(rules.users.contains(&v.row.user));
+                if let Some(re) = &rules.exclude {
+                    prop_assert!(!re.is_match(&v.row.row_text()));
+                }
+                prop_assert!(!v.reasons.is_empty());
+            }
+        }
+    }
+}

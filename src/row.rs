@@ -1,0 +1,53 @@
+//! One processlist row, as read from the server or from a dump file.
+
+use serde::Serialize;
+
+/// A row of `information_schema.PROCESSLIST` (or of a `SHOW FULL PROCESSLIST` dump).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct ProcRow {
+    pub id: u64,
+    pub user: String,
+    /// `host:port` as the server shows it (the port may be absent).
+    pub host: String,
+    pub db: Option<String>,
+    pub command: String,
+    /// Seconds in the current command.
+    pub time: u64,
+    /// Milliseconds in the current command, when the server tells (MariaDB `TIME_MS`).
+    pub time_ms: Option<u64>,
+    pub state: Option<String>,
+    pub info: Option<String>,
+}
+
+impl ProcRow {
+    /// Host without the client port (`10.0.0.1:51234` -> `10.0.0.1`).
+    pub fn host_only(&self) -> &str {
+        // An IPv6 host is shown as `[::1]:port` or bare; only strip a trailing `:digits`.
+        match self.host.rsplit_once(':') {
+            Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => {
+                h.trim_start_matches('[').trim_end_matches(']')
+            }
+            _ => &self.host,
+        }
+    }
+
+    /// The text `k_include` / `k_exclude` are matched against: user, host, db,
+    /// command, state and info joined by single spaces (missing fields are skipped).
+    pub fn row_text(&self) -> String {
+        let fields = [
+            Some(self.user.as_str()),
+            Some(self.host.as_str()),
+            self.db.as_deref(),
+            Some(self.command.as_str()),
+            self.state.as_deref(),
+            self.info.as_deref(),
+        ];
+        let parts: Vec<&str> = fields.into_iter().flatten().filter(|s| !s.is_empty()).collect();
+        parts.join(" ")
+    }
+
+    /// Time in milliseconds, using `time_ms` when the server gave it.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.time_ms.unwrap_or(self.time.saturating_mul(1000))
+    }
+}

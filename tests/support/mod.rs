@@ -1,0 +1,1012 @@
+//! Shared support for the integration tests: real MariaDB servers, users and
+//! clients (SPEC section 7: no mocked database, no skipped tests).
+//!
+//! Every test binary that says `mod support;` gets
+//! - one lazily started shared server ([`server()`]), and
+//! - dedicated servers on demand ([`Server::start`]) for tests that crash,
+//!   freeze or restart a server, or need replication.
+//!
+//! Servers live under `/tmp/mysqk-t-<pid>-<n>/` (a short path: a unix socket
+//! path must fit in 108 bytes). They die with the test process whatever
+//! happens: `PR_SET_PDEATHSIG` covers a killed test process, an `atexit`
+//! handler covers a normal or panicking exit, `Drop` covers a dedicated
+//! server going out of scope, and stale directories of dead test processes are
+//! swept at the next start.
+
+// Each test binary uses only part of this module.
+#![allow(dead_code)]
+
+use mysql::prelude::*;
+use mysql::{Conn, OptsBuilder};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex, MutexGuard, Once, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Admin account created on every server (all privileges, any host).
+pub const ADMIN_USER: &str = "tadmin";
+pub const ADMIN_PASS: &str = "tadmin-pw";
+
+/// Replication account created on a primary by [`Server::start_replica_of`].
+const REPL_USER: &str = "trepl";
+const REPL_PASS: &str = "trepl-pw";
+
+const DIR_PREFIX: &str = "mysqk-t-";
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read/write timeout of helper connections: long enough for the `SLEEP(n)`
+/// statements tests run, short enough that a frozen server fails the test
+/// instead of hanging it.
+const IO_TIMEOUT: Duration = Duration::from_secs(120);
+
+static NEXT_SERVER: AtomicU64 = AtomicU64::new(1);
+static NEXT_UNIQUE: AtomicU64 = AtomicU64::new(1);
+
+// ---------------------------------------------------------------------------
+// Binaries
+// ---------------------------------------------------------------------------
+
+fn find_binary(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra_dirs.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn required_binary(name: &str, extra_dirs: &[&str]) -> PathBuf {
+    find_binary(name, extra_dirs).unwrap_or_else(|| {
+        panic!(
+            "`{name}` not found (searched PATH and {extra_dirs:?}). The integration tests \
+             need a real MariaDB server: run `make test` (its `deps` step installs \
+             mariadb-server), or `apt-get install mariadb-server` yourself."
+        )
+    })
+}
+
+fn mariadbd() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        required_binary(
+            "mariadbd",
+            &["/usr/sbin", "/usr/local/sbin", "/usr/libexec"],
+        )
+    })
+}
+
+fn install_db() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        required_binary(
+            "mariadb-install-db",
+            &["/usr/bin", "/usr/local/bin", "/usr/sbin"],
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Process-wide cleanup
+// ---------------------------------------------------------------------------
+
+/// A server that must be gone when the process exits. `pid == 0`: not running
+/// (the directory still has to be removed).
+struct Live {
+    pid: i32,
+    dir: PathBuf,
+}
+
+fn registry() -> &'static Mutex<HashMap<u64, Live>> {
+    static R: OnceLock<Mutex<HashMap<u64, Live>>> = OnceLock::new();
+    R.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// A panicking test must not make every later test fail on a poisoned lock.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs at process exit (normal end of the harness, also after failed tests).
+/// Statics are never dropped, so this is what stops the shared server.
+extern "C" fn kill_all_at_exit() {
+    let reg = match registry().try_lock() {
+        Ok(g) => g,
+        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        // Someone holds it while the process exits: PDEATHSIG still kills the
+        // servers, the next run sweeps the directories.
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
+    for live in reg.values() {
+        if live.pid > 0 {
+            unsafe {
+                libc::kill(live.pid, libc::SIGKILL);
+                libc::waitpid(live.pid, std::ptr::null_mut(), 0);
+            }
+        }
+        let _ = fs::remove_dir_all(&live.dir);
+    }
+}
+
+fn init_process_hooks() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        sweep_stale_dirs();
+        unsafe {
+            libc::atexit(kill_all_at_exit);
+        }
+    });
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // kill(pid, 0) == 0, or EPERM: the process exists.
+    unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+}
+
+/// Removes `/tmp/mysqk-t-<pid>-<n>` left behind by test processes that were
+/// SIGKILLed (no atexit). A server still running from such a directory is
+/// killed first, but only if its command line names that directory.
+fn sweep_stale_dirs() {
+    let Ok(entries) = fs::read_dir("/tmp") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(DIR_PREFIX) else {
+            continue;
+        };
+        let Some(Ok(owner)) = rest.split('-').next().map(str::parse::<i32>) else {
+            continue;
+        };
+        if owner == std::process::id() as i32 || pid_alive(owner) {
+            continue;
+        }
+        let dir = entry.path();
+        if let Ok(text) = fs::read_to_string(dir.join("mariadbd.pid")) {
+            if let Ok(server_pid) = text.trim().parse::<i32>() {
+                let cmdline = fs::read(format!("/proc/{server_pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
+                    unsafe {
+                        libc::kill(server_pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Spawner thread
+// ---------------------------------------------------------------------------
+
+type SpawnJob = Box<dyn FnOnce() -> io::Result<Child> + Send>;
+type SpawnReq = (SpawnJob, mpsc::Sender<io::Result<Child>>);
+
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not
+/// the process. Test threads end after each test, so every mariadbd is forked
+/// from this one thread, which lives until the process dies.
+fn spawn_from_parent_thread(job: SpawnJob) -> io::Result<Child> {
+    static TX: OnceLock<mpsc::Sender<SpawnReq>> = OnceLock::new();
+    let tx = TX.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnReq>();
+        thread::Builder::new()
+            .name("mariadbd-parent".into())
+            .spawn(move || {
+                // The sender sits in a static, so this loop never ends.
+                for (job, reply) in rx {
+                    let _ = reply.send(job());
+                }
+            })
+            .expect("spawn the mariadbd parent thread");
+        tx
+    });
+    let (reply_tx, reply_rx) = mpsc::channel();
+    tx.send((job, reply_tx))
+        .expect("mariadbd parent thread is gone");
+    reply_rx.recv().expect("mariadbd parent thread is gone")
+}
+
+// ---------------------------------------------------------------------------
+// Servers
+// ---------------------------------------------------------------------------
+
+/// Options of a dedicated server.
+#[derive(Clone, Debug)]
+pub struct ServerOpts {
+    /// MariaDB clamps values below 10 to 10. Privileged accounts (the admin)
+    /// get one connection beyond this limit (`extra_max_connections` is
+    /// another port, not used here).
+    pub max_connections: u32,
+    /// Binary log on (needed on a replication primary).
+    pub log_bin: bool,
+    /// Must differ between a primary and its replica.
+    pub server_id: u32,
+    /// Appended to mariadbd's command line, e.g. `"--event-scheduler=ON"`.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ServerOpts {
+    fn default() -> Self {
+        ServerOpts {
+            max_connections: 200,
+            log_bin: false,
+            server_id: 1,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A row of `information_schema.PROCESSLIST`: (id, user, command, time, info).
+pub type ProcRow = (u64, String, String, u64, Option<String>);
+
+/// A running `mariadbd` with its own datadir, port and socket.
+pub struct Server {
+    key: u64,
+    dir: PathBuf,
+    datadir: PathBuf,
+    socket: PathBuf,
+    err_log: PathBuf,
+    port: u16,
+    args: Vec<OsString>,
+    child: Mutex<Option<Child>>,
+    /// Cached admin connection behind `exec`/`processlist`/...: opened once,
+    /// so these helpers still work when `max_connections` is exhausted.
+    admin_conn: Mutex<Option<Conn>>,
+}
+
+/// The server shared by all tests of this test binary. Tests must use
+/// [`unique`] names for users and schemas so they do not see each other.
+pub fn server() -> &'static Server {
+    static S: OnceLock<Server> = OnceLock::new();
+    S.get_or_init(|| {
+        Server::start(ServerOpts {
+            max_connections: 400,
+            ..ServerOpts::default()
+        })
+    })
+}
+
+impl Server {
+    /// Starts a fresh server (new datadir, free port) and waits until it
+    /// accepts connections. Panics with the server's error log on failure.
+    pub fn start(opts: ServerOpts) -> Server {
+        init_process_hooks();
+        let key = NEXT_SERVER.fetch_add(1, Ordering::SeqCst);
+        let dir = PathBuf::from(format!("/tmp/{DIR_PREFIX}{}-{key}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        // Registered before anything can fail, so the directory is removed.
+        lock(registry()).insert(
+            key,
+            Live {
+                pid: 0,
+                dir: dir.clone(),
+            },
+        );
+
+        let mut srv = Server {
+            key,
+            datadir: dir.join("data"),
+            socket: dir.join("s.sock"),
+            err_log: dir.join("error.log"),
+            dir,
+            port: 0,
+            args: Vec::new(),
+            child: Mutex::new(None),
+            admin_conn: Mutex::new(None),
+        };
+        srv.install_datadir();
+
+        // A port found free can be taken before mariadbd binds it: retry.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            srv.port = pick_free_port();
+            srv.args = srv.server_args(&opts);
+            match srv.spawn_and_wait() {
+                Ok(()) => break,
+                Err(e) if attempt < 5 && e.contains("Address already in use") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        srv.create_admin();
+        srv
+    }
+
+    fn install_datadir(&self) {
+        let out = Command::new(install_db())
+            // --no-defaults must come first; the innodb sizes must match the
+            // ones the server runs with (small files: fast and light).
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", self.datadir.display()))
+            .arg("--user=root")
+            .arg("--auth-root-authentication-method=normal")
+            .arg("--skip-test-db")
+            .arg("--skip-name-resolve")
+            .args(INNODB_ARGS)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", install_db().display()));
+        if !out.status.success() {
+            panic!(
+                "mariadb-install-db failed ({}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    fn server_args(&self, opts: &ServerOpts) -> Vec<OsString> {
+        let d = |p: &Path| p.display().to_string();
+        let mut args: Vec<String> = vec![
+            "--no-defaults".into(),
+            // We run as root in CI; mariadbd refuses that without --user.
+            "--user=root".into(),
+            format!("--datadir={}", d(&self.datadir)),
+            format!("--socket={}", d(&self.socket)),
+            format!("--pid-file={}", d(&self.dir.join("mariadbd.pid"))),
+            format!("--log-error={}", d(&self.err_log)),
+            format!("--tmpdir={}", d(&self.dir)),
+            "--bind-address=127.0.0.1".into(),
+            format!("--port={}", self.port),
+            // Accounts are 'user'@'%'; hosts in the processlist stay IPs.
+            "--skip-name-resolve".into(),
+            format!("--max-connections={}", opts.max_connections),
+            // Tests open and drop many connections; never block 127.0.0.1.
+            "--max-connect-errors=1000000".into(),
+            format!("--server-id={}", opts.server_id),
+            "--character-set-server=utf8mb4".into(),
+            "--collation-server=utf8mb4_general_ci".into(),
+            // Speed over durability; these datadirs are thrown away.
+            "--innodb-flush-log-at-trx-commit=0".into(),
+            "--innodb-doublewrite=0".into(),
+            // Many servers at once can exhaust the kernel's aio/io_uring limits.
+            "--innodb-use-native-aio=0".into(),
+        ];
+        args.extend(INNODB_ARGS.iter().map(|s| s.to_string()));
+        if opts.log_bin {
+            args.push("--log-bin=mysql-bin".into());
+            args.push("--binlog-format=ROW".into());
+            args.push("--sync-binlog=0".into());
+        } else {
+            args.push("--skip-log-bin".into());
+        }
+        args.extend(opts.extra_args.iter().cloned());
+        args.into_iter().map(OsString::from).collect()
+    }
+
+    /// Spawns mariadbd (from the parent thread) and waits until it accepts a
+    /// connection on its socket. `Err` carries a message with the log tail.
+    fn spawn_and_wait(&self) -> Result<(), String> {
+        let log_start = fs::metadata(&self.err_log).map(|m| m.len()).unwrap_or(0);
+        let _ = fs::remove_file(&self.socket);
+        let args = self.args.clone();
+        let out_path = self.dir.join("mariadbd.out");
+        let child = spawn_from_parent_thread(Box::new(move || {
+            let out = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&out_path)?;
+            let mut cmd = Command::new(mariadbd());
+            cmd.args(&args)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out);
+            unsafe {
+                cmd.pre_exec(|| {
+                    // Die with the thread that forked us (it lives as long as
+                    // the test process).
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            cmd.spawn()
+        }))
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", mariadbd().display()));
+        let pid = child.id() as i32;
+        lock(registry()).entry(self.key).and_modify(|l| l.pid = pid);
+        *lock(&self.child) = Some(child);
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = lock(&self.child)
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.forget_child();
+                return Err(format!(
+                    "mariadbd on port {} exited during startup ({status}); error log:\n{}",
+                    self.port,
+                    self.log_since(log_start)
+                ));
+            }
+            if self.root_socket_conn().is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                return Err(format!(
+                    "mariadbd on port {} did not accept connections within {:?}; error log:\n{}",
+                    self.port,
+                    START_TIMEOUT,
+                    self.log_since(log_start)
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Last ~60 lines of the error log written since byte `start`.
+    fn log_since(&self, start: u64) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = fs::File::open(&self.err_log) {
+            let _ = f.seek(SeekFrom::Start(start));
+            let _ = f.read_to_string(&mut text);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// The tail of the server's error log (for assertion messages).
+    pub fn error_log_tail(&self) -> String {
+        self.log_since(0)
+    }
+
+    /// root@localhost over the unix socket: passwordless, used only to
+    /// bootstrap the admin account and to probe readiness.
+    fn root_socket_conn(&self) -> mysql::Result<Conn> {
+        let opts = OptsBuilder::new()
+            .socket(Some(self.socket.to_string_lossy().into_owned()))
+            .user(Some("root"))
+            .read_timeout(Some(CONNECT_TIMEOUT))
+            .write_timeout(Some(CONNECT_TIMEOUT));
+        Conn::new(opts)
+    }
+
+    fn create_admin(&self) {
+        let mut c = self.root_socket_conn().expect("root over the socket");
+        for sql in [
+            format!("CREATE USER '{ADMIN_USER}'@'%' IDENTIFIED BY '{ADMIN_PASS}'"),
+            format!("GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION"),
+        ] {
+            c.query_drop(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    fn forget_child(&self) {
+        if let Some(mut c) = lock(&self.child).take() {
+            let _ = c.wait();
+        }
+        lock(registry()).entry(self.key).and_modify(|l| l.pid = 0);
+        // Its connection died with the server.
+        *lock(&self.admin_conn) = None;
+    }
+
+    // --- addresses -------------------------------------------------------
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:<port>`, the form `[db_info]` wants.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn datadir(&self) -> &Path {
+        &self.datadir
+    }
+
+    /// `mysql://user:pass@127.0.0.1:port` (no percent-encoding: keep test
+    /// passwords URL-safe).
+    pub fn url_for(&self, user: &str, pass: &str) -> String {
+        format!("mysql://{user}:{pass}@127.0.0.1:{}", self.port)
+    }
+
+    // --- process control -------------------------------------------------
+
+    /// Pid of the running mariadbd. Panics if it is not running.
+    pub fn pid(&self) -> u32 {
+        lock(&self.child)
+            .as_ref()
+            .map(Child::id)
+            .expect("server is not running")
+    }
+
+    pub fn is_running(&self) -> bool {
+        lock(&self.child)
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Crash: SIGKILL and reap. No-op if it is not running.
+    pub fn kill9(&self) {
+        if let Some(c) = lock(&self.child).as_mut() {
+            let _ = c.kill();
+        }
+        self.forget_child();
+    }
+
+    /// Clean shutdown: SIGTERM, wait (SIGKILL after 30 s).
+    pub fn stop(&self) {
+        if let Some(c) = lock(&self.child).as_mut() {
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGCONT);
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+        }
+        self.forget_child();
+    }
+
+    /// Starts the server again on the same port and datadir (killing it
+    /// first if it still runs) and waits until it accepts connections.
+    pub fn restart(&self) {
+        if lock(&self.child).is_some() {
+            self.kill9();
+        }
+        if let Err(e) = self.spawn_and_wait() {
+            panic!("restart: {e}");
+        }
+    }
+
+    /// Freezes the server (it keeps its sockets but answers nothing).
+    pub fn sigstop(&self) {
+        unsafe {
+            libc::kill(self.pid() as i32, libc::SIGSTOP);
+        }
+    }
+
+    pub fn sigcont(&self) {
+        unsafe {
+            libc::kill(self.pid() as i32, libc::SIGCONT);
+        }
+    }
+
+    // --- connections -----------------------------------------------------
+
+    /// TCP connection options with short connect and bounded I/O timeouts.
+    /// `prefer_socket(false)`: otherwise the mysql crate silently switches a
+    /// 127.0.0.1 connection to the unix socket (host `localhost`).
+    pub fn opts(&self, user: &str, pass: &str) -> OptsBuilder {
+        OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(self.port)
+            .user(Some(user))
+            .pass(Some(pass))
+            .prefer_socket(false)
+            .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
+            .read_timeout(Some(IO_TIMEOUT))
+            .write_timeout(Some(IO_TIMEOUT))
+    }
+
+    pub fn connect(&self, user: &str, pass: &str) -> Result<Conn, mysql::Error> {
+        Conn::new(self.opts(user, pass))
+    }
+
+    /// A new admin connection over TCP. Panics if it cannot connect.
+    pub fn admin(&self) -> Conn {
+        self.connect(ADMIN_USER, ADMIN_PASS)
+            .unwrap_or_else(|e| panic!("admin connection to port {}: {e}", self.port))
+    }
+
+    /// Runs `f` on the cached admin connection, reconnecting once if that
+    /// connection broke (server restarted, killed). SQL errors are not retried.
+    pub fn with_admin<T>(
+        &self,
+        mut f: impl FnMut(&mut Conn) -> mysql::Result<T>,
+    ) -> mysql::Result<T> {
+        let mut guard = lock(&self.admin_conn);
+        if let Some(conn) = guard.as_mut() {
+            match f(conn) {
+                Err(e) if !matches!(e, mysql::Error::MySqlError(_)) => *guard = None,
+                other => return other,
+            }
+        }
+        let mut conn = self.connect(ADMIN_USER, ADMIN_PASS)?;
+        let result = f(&mut conn);
+        *guard = Some(conn);
+        result
+    }
+
+    /// Executes statements (`;`-separated is fine) as admin; panics on error.
+    pub fn exec(&self, sql: &str) {
+        self.with_admin(|c| c.query_drop(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Runs a query as admin and returns all rows; panics on error.
+    pub fn query<T: FromRow>(&self, sql: &str) -> Vec<T> {
+        self.with_admin(|c| c.query(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// `KILL <id>` as admin. `Unknown thread id` is ignored.
+    pub fn kill_thread(&self, id: u64) {
+        match self.with_admin(|c| c.query_drop(format!("KILL {id}"))) {
+            Ok(()) => {}
+            Err(mysql::Error::MySqlError(e)) if e.code == 1094 => {}
+            Err(e) => panic!("KILL {id}: {e}"),
+        }
+    }
+
+    // --- users -----------------------------------------------------------
+
+    /// `CREATE USER 'name'@'%'` then one `GRANT <g> TO 'name'@'%'` per entry,
+    /// e.g. `&["PROCESS ON *.*", "SELECT ON db1.*"]`.
+    pub fn create_user(&self, name: &str, password: &str, grants: &[&str]) {
+        self.exec(&format!(
+            "CREATE USER '{}'@'%' IDENTIFIED BY '{}'",
+            sql_str(name),
+            sql_str(password)
+        ));
+        for g in grants {
+            self.exec(&format!("GRANT {g} TO '{}'@'%'", sql_str(name)));
+        }
+    }
+
+    /// An application user: ALL on `schema.*` only (creates the schema), no
+    /// SUPER / CONNECTION ADMIN / PROCESS — it can kill only its own threads.
+    pub fn create_app_user(&self, name: &str, password: &str, schema: &str) {
+        self.exec(&format!("CREATE DATABASE IF NOT EXISTS `{schema}`"));
+        self.create_user(
+            name,
+            password,
+            &[&format!("ALL PRIVILEGES ON `{schema}`.*")],
+        );
+    }
+
+    /// A monitor user: PROCESS only (sees every thread, kills none but its own).
+    pub fn create_monitor_user(&self, name: &str, password: &str) {
+        self.create_user(name, password, &["PROCESS ON *.*"]);
+    }
+
+    pub fn drop_user(&self, name: &str) {
+        self.exec(&format!("DROP USER IF EXISTS '{}'@'%'", sql_str(name)));
+    }
+
+    // --- clients ---------------------------------------------------------
+
+    /// Opens `n` idle connections; keep the Vec alive as long as they should
+    /// stay in the processlist (`Command=Sleep`).
+    pub fn open_idle(&self, user: &str, pass: &str, n: usize) -> Vec<Conn> {
+        (0..n)
+            .map(|i| {
+                self.connect(user, pass)
+                    .unwrap_or_else(|e| panic!("idle connection {i} as {user}: {e}"))
+            })
+            .collect()
+    }
+
+    /// Connects as `user`, records the connection id, and runs `sql` on a
+    /// background thread. Panics if the connection cannot be opened.
+    pub fn spawn_query(&self, user: &str, pass: &str, sql: &str) -> BgQuery {
+        let conn = self
+            .connect(user, pass)
+            .unwrap_or_else(|e| panic!("connect as {user} for `{sql}`: {e}"));
+        BgQuery::start(conn, sql)
+    }
+
+    /// The full processlist, ordered by id, read as admin.
+    pub fn processlist(&self) -> Vec<ProcRow> {
+        self.query(
+            "SELECT ID, USER, COMMAND, TIME, INFO FROM information_schema.PROCESSLIST ORDER BY ID",
+        )
+    }
+
+    /// The processlist row of one thread, if it is there.
+    pub fn thread(&self, id: u64) -> Option<ProcRow> {
+        self.processlist().into_iter().find(|r| r.0 == id)
+    }
+
+    /// Still in the processlist (a just-killed thread may linger as `Killed`).
+    pub fn thread_exists(&self, id: u64) -> bool {
+        self.thread(id).is_some()
+    }
+
+    /// Waits until thread `id` is gone from the processlist.
+    pub fn wait_thread_gone(&self, id: u64, within: Duration) {
+        wait_until(
+            within,
+            &format!("thread {id} to leave the processlist"),
+            || !self.thread_exists(id),
+        );
+    }
+
+    /// Waits until thread `id` runs a statement (`Command=Query`) for at
+    /// least `secs` seconds — e.g. before expecting `k_longtime` to match.
+    pub fn wait_query_time(&self, id: u64, secs: u64) {
+        wait_until(
+            Duration::from_secs(secs + 30),
+            &format!("thread {id} to run a query for {secs} s"),
+            || matches!(self.thread(id), Some((_, _, cmd, t, _)) if cmd == "Query" && t >= secs),
+        );
+    }
+
+    // --- replication -----------------------------------------------------
+
+    /// Makes `self` a replica of `primary` (which needs `log_bin: true` and
+    /// another `server_id`) and waits until both replication threads run.
+    pub fn start_replica_of(&self, primary: &Server) {
+        primary.exec(&format!(
+            "CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASS}'; \
+             GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'"
+        ));
+        let status: Vec<mysql::Row> = primary.query("SHOW MASTER STATUS");
+        let row = status
+            .first()
+            .expect("SHOW MASTER STATUS is empty: start the primary with log_bin: true");
+        let file: String = row.get(0).expect("binlog file");
+        let pos: u64 = row.get(1).expect("binlog position");
+        self.exec(&format!(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{REPL_USER}', \
+             MASTER_PASSWORD='{REPL_PASS}', MASTER_LOG_FILE='{file}', MASTER_LOG_POS={pos}, \
+             MASTER_CONNECT_RETRY=1; START SLAVE",
+            primary.port()
+        ));
+        wait_until(
+            Duration::from_secs(30),
+            "replica IO and SQL threads to run",
+            || {
+                let rows: Vec<mysql::Row> = self.query("SHOW SLAVE STATUS");
+                rows.first().is_some_and(|r| {
+                    let col = |name: &str| {
+                        r.get_opt::<String, _>(name)
+                            .and_then(Result::ok)
+                            .unwrap_or_default()
+                    };
+                    col("Slave_IO_Running") == "Yes" && col("Slave_SQL_Running") == "Yes"
+                })
+            },
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Drop the admin connection first: closing it on a dead server is fine.
+        *lock(&self.admin_conn) = None;
+        self.kill9();
+        lock(registry()).remove(&self.key);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Small files: a fresh datadir is ~25 MB and initialises in under a second.
+/// Shared by mariadb-install-db and mariadbd so the two agree.
+const INNODB_ARGS: &[&str] = &[
+    "--innodb-buffer-pool-size=32M",
+    "--innodb-log-file-size=8M",
+    "--innodb-data-file-path=ibdata1:12M:autoextend",
+];
+
+/// A port that was free a moment ago. Taken from 15000..32000, below Linux's
+/// ephemeral range, so it does not collide with outgoing client sockets.
+fn pick_free_port() -> u16 {
+    for _ in 0..200 {
+        let port = 15000 + (random_u64() % 17000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port on 127.0.0.1 in 15000..32000");
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(NEXT_UNIQUE.fetch_add(1, Ordering::SeqCst));
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Escapes a value for a single-quoted SQL string literal.
+pub fn sql_str(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\'', "''")
+}
+
+// ---------------------------------------------------------------------------
+// Background queries
+// ---------------------------------------------------------------------------
+
+/// A statement running on its own connection in a background thread.
+pub struct BgQuery {
+    /// `CONNECTION_ID()` of the connection running the statement: the
+    /// thread id mysqk sees in the processlist and kills.
+    pub conn_id: u64,
+    handle: JoinHandle<(Conn, Result<(), mysql::Error>)>,
+}
+
+impl BgQuery {
+    /// Runs `sql` on `conn` (e.g. one built from [`Server::opts`]).
+    pub fn start(mut conn: Conn, sql: &str) -> BgQuery {
+        let conn_id: u64 = conn
+            .query_first("SELECT CONNECTION_ID()")
+            .expect("SELECT CONNECTION_ID()")
+            .expect("CONNECTION_ID() row");
+        let sql = sql.to_string();
+        let handle = thread::Builder::new()
+            .name(format!("bg-query-{conn_id}"))
+            .spawn(move || {
+                let result = conn.query_drop(&sql);
+                (conn, result)
+            })
+            .expect("spawn background query thread");
+        BgQuery { conn_id, handle }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// Waits for the statement's result.
+    pub fn join(self) -> Result<(), mysql::Error> {
+        self.join_conn().1
+    }
+
+    /// Waits for the statement and gives the connection back, e.g. to check
+    /// it still works (`SELECT 1`) after a `KILL QUERY`.
+    pub fn join_conn(self) -> (Conn, Result<(), mysql::Error>) {
+        self.handle
+            .join()
+            .expect("background query thread panicked")
+    }
+
+    /// Like `join`, but panics if the statement has not finished within `d`.
+    pub fn join_within(self, d: Duration) -> Result<(), mysql::Error> {
+        wait_until(
+            d,
+            &format!("background query on thread {} to finish", self.conn_id),
+            || self.is_finished(),
+        );
+        self.join()
+    }
+}
+
+/// What a client sees when its statement or connection was killed:
+/// 1317 query interrupted (KILL QUERY), 1927 connection killed (MariaDB's
+/// reply to KILL CONNECTION), 2013/2006 lost/gone (MySQL), or a broken socket.
+pub fn is_killed_error(e: &mysql::Error) -> bool {
+    match e {
+        mysql::Error::MySqlError(e) => matches!(e.code, 1317 | 1927 | 2006 | 2013),
+        mysql::Error::IoError(_) | mysql::Error::CodecError(_) => true,
+        mysql::Error::DriverError(_) => true,
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Misc helpers
+// ---------------------------------------------------------------------------
+
+/// A short name unique in this process and unlikely to clash with other
+/// processes: `prefix` + counter + pid in base 36 (safe as a MySQL user or
+/// schema name; stays under 32 characters for prefixes up to 16).
+pub fn unique(prefix: &str) -> String {
+    assert!(
+        prefix.len() <= 16,
+        "unique(): prefix `{prefix}` longer than 16 chars"
+    );
+    let n = NEXT_UNIQUE.fetch_add(1, Ordering::SeqCst);
+    let mut pid = std::process::id();
+    let mut suffix = Vec::new();
+    while pid > 0 {
+        suffix.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(pid % 36) as usize]);
+        pid /= 36;
+    }
+    suffix.reverse();
+    format!("{prefix}{n}_{}", String::from_utf8(suffix).unwrap())
+}
+
+/// Polls `f` every 50 ms until it returns true; panics with `what` if it does
+/// not within `deadline`.
+pub fn wait_until(deadline: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    loop {
+        if f() {
+            return;
+        }
+        if Instant::now() >= end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The mysqk binary under test, with a clean environment: no `MYSQK_*`
+/// variables leak in from the developer's shell, `RUST_LOG=info` (override
+/// with `MYSQK_TEST_LOG`), no colours, stdin closed.
+pub fn mysqk_bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mysqk"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MYSQK_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("MYSQK_TEST_LOG").unwrap_or_else(|_| "info".into()),
+    );
+    cmd.env("RUST_LOG_STYLE", "never");
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cmd` to completion, capturing stdout and stderr; kills it and
+/// panics (showing what it printed) if it takes longer than `timeout`.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let reader = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().unwrap()));
+    let err = reader(Box::new(child.stderr.take().unwrap()));
+    let end = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.join().unwrap()),
+                String::from_utf8_lossy(&err.join().unwrap())
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Writes `dir/mysqk.ini` (mode 0600: it holds passwords). Leading
+/// whitespace of every line is stripped, so tests can indent the text.
+pub fn write_ini(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("mysqk.ini");
+    let body: String = text
+        .trim_start_matches('\n')
+        .lines()
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect();
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    io::Write::write_all(&mut f, body.as_bytes())
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
+}
