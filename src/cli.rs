@@ -105,7 +105,8 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
+    let mut b =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
     // The driver logs connection details at debug; they are not ours to print.
     b.filter_module("mysql", log::LevelFilter::Warn);
     b.filter_module("mysql_common", log::LevelFilter::Warn);
@@ -113,7 +114,9 @@ fn init_logging(verbose: u8) {
 }
 
 pub fn config_path(cli: &Cli) -> PathBuf {
-    cli.config.clone().unwrap_or_else(|| PathBuf::from("mysqk.ini"))
+    cli.config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("mysqk.ini"))
 }
 
 pub fn load_config(cli: &Cli) -> Result<Config, CliError> {
@@ -173,7 +176,11 @@ pub fn select_instances<'a>(cfg: &'a Config, db: &str) -> Result<Vec<&'a Instanc
                 return Err(CliError::Usage(format!(
                     "unknown --db `{name}`; instances in {}: {}",
                     cfg.path.display(),
-                    if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 )))
             }
         }
@@ -188,9 +195,12 @@ fn flag_regex(flag: &str, value: &str) -> Result<Option<Regex>, CliError> {
     if value.is_empty() {
         return Ok(None);
     }
-    Regex::new(value)
-        .map(Some)
-        .map_err(|e| CliError::Usage(format!("{flag}: invalid regex `{value}`: {}", e.to_string().lines().last().unwrap_or(""))))
+    Regex::new(value).map(Some).map_err(|e| {
+        CliError::Usage(format!(
+            "{flag}: invalid regex `{value}`: {}",
+            e.to_string().lines().last().unwrap_or("")
+        ))
+    })
 }
 
 /// The instance's rules with the command-line flags applied on top.
@@ -200,7 +210,12 @@ pub fn override_rules(cfg: &Config, base: &Rules, args: &KillArgs) -> Result<Rul
         r.users = match u.trim() {
             "none" | "" => UserFilter::Nobody,
             "all" => UserFilter::Users(cfg.auth.iter().map(|a| a.user.clone()).collect()),
-            list => UserFilter::Users(list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+            list => UserFilter::Users(
+                list.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
         };
     }
     if let Some(v) = args.longtime {
@@ -263,8 +278,14 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                         }
                     }
                     let mut sessions = Sessions::new(target(cfg, inst));
-                    let result = pass::run(cfg, inst, rules, dry_run, &mut sessions, &HashSet::new());
-                    InstanceRun { dbid: inst.dbid.clone(), result, dry_run, skipped: None }
+                    let result =
+                        pass::run(cfg, inst, rules, dry_run, &mut sessions, &HashSet::new());
+                    InstanceRun {
+                        dbid: inst.dbid.clone(),
+                        result,
+                        dry_run,
+                        skipped: None,
+                    }
                 })
             })
             .collect();
@@ -281,6 +302,9 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
             })
             .collect()
     });
+    // Snapshots (and mail) for a one-shot run go through the same reporter as `watch`.
+    let cfg = std::sync::Arc::new(cfg.clone());
+    let reporter = crate::reporter::Reporter::start(cfg.clone());
     let mut failed = false;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -295,17 +319,43 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                 let _ = writeln!(out, "{}: ERROR {}", run.dbid, e);
                 log::error!("{e}");
             }
-            Ok(report) => {
+            Ok(mut report) => {
                 if !report.outcomes.is_empty() {
                     let _ = write!(out, "{}", output::outcomes_table(&report.outcomes, 60));
                 }
                 for o in &report.outcomes {
                     log::info!("{}", output::log_line(&run.dbid, o));
                 }
-                let killed = report.outcomes.iter().filter(|o| matches!(o.result, crate::killer::KillResult::Killed { .. })).count();
-                let gone = report.outcomes.iter().filter(|o| o.result == crate::killer::KillResult::Gone).count();
-                let nosession = report.outcomes.iter().filter(|o| matches!(o.result, crate::killer::KillResult::NoSession { .. })).count();
-                let fails = report.outcomes.iter().filter(|o| o.result.is_failure()).count();
+                if !report.outcomes.is_empty() {
+                    let addr = cfg
+                        .instance(&run.dbid)
+                        .map(|i| i.addr())
+                        .unwrap_or_default();
+                    let mut event = crate::event::Event::new(&run.dbid, &addr, run.dry_run);
+                    event.outcomes = report.outcomes.clone();
+                    event.snapshot = report.snapshot.take();
+                    reporter.sender().send(event);
+                }
+                let killed = report
+                    .outcomes
+                    .iter()
+                    .filter(|o| matches!(o.result, crate::killer::KillResult::Killed { .. }))
+                    .count();
+                let gone = report
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.result == crate::killer::KillResult::Gone)
+                    .count();
+                let nosession = report
+                    .outcomes
+                    .iter()
+                    .filter(|o| matches!(o.result, crate::killer::KillResult::NoSession { .. }))
+                    .count();
+                let fails = report
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.result.is_failure())
+                    .count();
                 failed |= fails > 0;
                 let _ = writeln!(
                     out,
@@ -322,6 +372,8 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
             }
         }
     }
+    drop(out);
+    reporter.stop();
     Ok(if failed { 1 } else { 0 })
 }
 
@@ -334,15 +386,18 @@ fn encrypt_password(cli: &Cli) -> Result<u8, CliError> {
         .and_then(|p| Config::load(p).ok())
         .and_then(|c| c.settings.key_file);
     let env_key = std::env::var("MYSQK_KEY").ok();
-    let key = match crypto::load_key(env_key.as_deref().filter(|k| !k.trim().is_empty()), key_file.as_deref()) {
-        Ok(Some((k, _))) => k,
-        Ok(None) => {
-            return Err(CliError::Usage(
-                "no key: set MYSQK_KEY or [settings] key_file (create one with `mysqk gen-key`)".into(),
-            ))
-        }
-        Err(e) => return Err(CliError::Usage(format!("cannot load the key: {e}"))),
-    };
+    let key =
+        match crypto::load_key(
+            env_key.as_deref().filter(|k| !k.trim().is_empty()),
+            key_file.as_deref(),
+        ) {
+            Ok(Some((k, _))) => k,
+            Ok(None) => return Err(CliError::Usage(
+                "no key: set MYSQK_KEY or [settings] key_file (create one with `mysqk gen-key`)"
+                    .into(),
+            )),
+            Err(e) => return Err(CliError::Usage(format!("cannot load the key: {e}"))),
+        };
     let password = read_password()?;
     println!("{}", crypto::encrypt(&key, &password));
     Ok(0)
@@ -356,10 +411,15 @@ fn read_password() -> Result<String, CliError> {
         eprint!("Password: ");
         let _ = std::io::stderr().flush();
         let _guard = EchoOff::new();
-        stdin.read_line(&mut text).map_err(|e| CliError::Runtime(format!("cannot read the password: {e}")))?;
+        stdin
+            .read_line(&mut text)
+            .map_err(|e| CliError::Runtime(format!("cannot read the password: {e}")))?;
         eprintln!();
     } else {
-        stdin.lock().read_to_string(&mut text).map_err(|e| CliError::Runtime(format!("cannot read stdin: {e}")))?;
+        stdin
+            .lock()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Runtime(format!("cannot read stdin: {e}")))?;
     }
     let pw = text.strip_suffix('\n').unwrap_or(&text);
     let pw = pw.strip_suffix('\r').unwrap_or(pw).to_string();

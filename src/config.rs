@@ -110,7 +110,12 @@ impl TimeWindow {
 
 impl fmt::Display for TimeWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.start.format("%H:%M"), self.end.format("%H:%M"))
+        write!(
+            f,
+            "{}-{}",
+            self.start.format("%H:%M"),
+            self.end.format("%H:%M")
+        )
     }
 }
 
@@ -161,7 +166,10 @@ impl Config {
     }
 
     pub fn password(&self, user: &str) -> Option<&Secret> {
-        self.auth.iter().find(|a| a.user == user).map(|a| &a.password)
+        self.auth
+            .iter()
+            .find(|a| a.user == user)
+            .map(|a| &a.password)
     }
 
     /// Every secret value, so tests and redaction can check none leaks.
@@ -347,11 +355,22 @@ impl Resolver {
             let sec = canonical_section(&sec);
             let entry = map.entry(sec.clone()).or_default();
             for (k, v) in kv {
-                let key = if case_sensitive_keys(&sec) { k } else { k.to_ascii_lowercase() };
+                let key = if case_sensitive_keys(&sec) {
+                    k
+                } else {
+                    k.to_ascii_lowercase()
+                };
                 entry.insert(key, v.unwrap_or_default());
             }
         }
-        Ok(Resolver { file, map, lines, section_lines, order, warnings: Vec::new() })
+        Ok(Resolver {
+            file,
+            map,
+            lines,
+            section_lines,
+            order,
+            warnings: Vec::new(),
+        })
     }
 
     fn err(&self, section: &str, key: &str, message: String) -> ConfigError {
@@ -363,27 +382,42 @@ impl Resolver {
                 .or_else(|| self.section_lines.get(section))
                 .copied(),
             section: Some(section.to_string()),
-            key: if key.is_empty() { None } else { Some(key.to_string()) },
+            key: if key.is_empty() {
+                None
+            } else {
+                Some(key.to_string())
+            },
             message,
         }
     }
 
     fn get(&self, section: &str, key: &str) -> Option<&str> {
-        self.map.get(section).and_then(|s| s.get(key)).map(String::as_str)
+        self.map
+            .get(section)
+            .and_then(|s| s.get(key))
+            .map(String::as_str)
     }
 
     /// Look a key up in the instance section first, then the common one.
-    fn get_layered<'a>(&'a self, inst_section: &'a str, common: &'a str, key: &str) -> Option<(&'a str, &'a str)> {
+    fn get_layered<'a>(
+        &'a self,
+        inst_section: &'a str,
+        common: &'a str,
+        key: &str,
+    ) -> Option<(&'a str, &'a str)> {
         self.get(inst_section, key)
             .map(|v| (inst_section, v))
             .or_else(|| self.get(common, key).map(|v| (common, v)))
     }
 
     fn parse_u64(&self, section: &str, key: &str, value: &str) -> Result<u64, ConfigError> {
-        value
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| self.err(section, key, format!("`{value}` is not a whole number of seconds (>= 0)")))
+        value.trim().parse::<u64>().map_err(|_| {
+            self.err(
+                section,
+                key,
+                format!("`{value}` is not a whole number of seconds (>= 0)"),
+            )
+        })
     }
 
     fn num_or(&self, section: &str, key: &str, default: u64) -> Result<u64, ConfigError> {
@@ -397,18 +431,34 @@ impl Resolver {
         if value.trim().is_empty() {
             return Ok(None);
         }
-        Regex::new(value)
-            .map(Some)
-            .map_err(|e| self.err(section, key, format!("invalid regex `{value}`: {}", first_line(&e.to_string()))))
+        Regex::new(value).map(Some).map_err(|e| {
+            self.err(
+                section,
+                key,
+                format!("invalid regex `{value}`: {}", first_line(&e.to_string())),
+            )
+        })
     }
 
     fn warn_unknown(&mut self, section: &str, known: &[&str]) {
-        let Some(keys) = self.order.get(section) else { return };
-        let unknown: Vec<String> = keys.iter().filter(|k| !known.contains(&k.as_str())).cloned().collect();
+        let Some(keys) = self.order.get(section) else {
+            return;
+        };
+        let unknown: Vec<String> = keys
+            .iter()
+            .filter(|k| !known.contains(&k.as_str()))
+            .cloned()
+            .collect();
         for k in unknown {
-            let line = self.lines.get(&(section.to_string(), k.clone())).copied().unwrap_or(0);
-            self.warnings
-                .push(format!("{}:{line}: [{section}] unknown key `{k}` ignored", self.file.display()));
+            let line = self
+                .lines
+                .get(&(section.to_string(), k.clone()))
+                .copied()
+                .unwrap_or(0);
+            self.warnings.push(format!(
+                "{}:{line}: [{section}] unknown key `{k}` ignored",
+                self.file.display()
+            ));
         }
     }
 
@@ -418,8 +468,13 @@ impl Resolver {
         let auth = self.auth(key.as_ref())?;
         let mail = self.mail(key.as_ref())?;
         let run_max_count = self.num_or("db_commconfig", "run_max_count", 999)?;
-        let run_max_count = u32::try_from(run_max_count)
-            .map_err(|_| self.err("db_commconfig", "run_max_count", format!("`{run_max_count}` is too large")))?;
+        let run_max_count = u32::try_from(run_max_count).map_err(|_| {
+            self.err(
+                "db_commconfig",
+                "run_max_count",
+                format!("`{run_max_count}` is too large"),
+            )
+        })?;
 
         let mut instances = Vec::new();
         let dbids: Vec<String> = self.order.get("db_info").cloned().unwrap_or_default();
@@ -427,7 +482,10 @@ impl Resolver {
             instances.push(self.instance(&dbid, &auth)?);
         }
         if instances.is_empty() {
-            self.warnings.push(format!("{}: [db_info] lists no instance", self.file.display()));
+            self.warnings.push(format!(
+                "{}: [db_info] lists no instance",
+                self.file.display()
+            ));
         }
         for sec in self.map.keys() {
             if let Some(id) = sec.strip_prefix("id_") {
@@ -442,10 +500,18 @@ impl Resolver {
         let mut common_kill = KNOWN_KILL_KEYS.to_vec();
         common_kill.extend_from_slice(INSTANCE_CONFIG_KEYS);
         self.warn_unknown("db_commkill", KNOWN_KILL_KEYS);
-        self.warn_unknown("db_commconfig", &["db_puser", "run_max_count", "dry_run", "run_time_window"]);
+        self.warn_unknown(
+            "db_commconfig",
+            &["db_puser", "run_max_count", "dry_run", "run_time_window"],
+        );
         self.warn_unknown("settings", KNOWN_SETTINGS);
         self.warn_unknown("mail_config", KNOWN_MAIL);
-        let id_sections: Vec<String> = self.map.keys().filter(|s| s.starts_with("id_")).cloned().collect();
+        let id_sections: Vec<String> = self
+            .map
+            .keys()
+            .filter(|s| s.starts_with("id_"))
+            .cloned()
+            .collect();
         for sec in id_sections {
             self.warn_unknown(&sec, &common_kill);
         }
@@ -469,7 +535,11 @@ impl Resolver {
             }
             Ok(Duration::from_secs(v))
         };
-        let path = |key: &str| self.get(s, key).filter(|v| !v.trim().is_empty()).map(|v| PathBuf::from(v.trim()));
+        let path = |key: &str| {
+            self.get(s, key)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| PathBuf::from(v.trim()))
+        };
         let snapshot_dir = path("snapshot_dir").unwrap_or_else(|| PathBuf::from("snapshots"));
         Ok(Settings {
             check_interval: secs("check_interval", 5, 1)?,
@@ -481,15 +551,25 @@ impl Resolver {
             read_timeout: secs("read_timeout", 10, 1)?,
             status_file: path("status_file").unwrap_or_else(|| snapshot_dir.join("mysqk.status")),
             lock_file: path("lock_file").unwrap_or_else(|| snapshot_dir.join("mysqk.lock")),
-            on_kill_command: self.get(s, "on_kill_command").map(str::trim).filter(|v| !v.is_empty()).map(String::from),
+            on_kill_command: self
+                .get(s, "on_kill_command")
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from),
             hook_timeout: secs("hook_timeout", 10, 1)?,
             snapshot_dir,
         })
     }
 
-    fn key(&self, env_key: Option<&str>, key_file: Option<&Path>) -> Result<Option<Key>, ConfigError> {
+    fn key(
+        &self,
+        env_key: Option<&str>,
+        key_file: Option<&Path>,
+    ) -> Result<Option<Key>, ConfigError> {
         let needs_key = ["db_auth", "mail_config"].iter().any(|sec| {
-            self.map.get(*sec).is_some_and(|m| m.values().any(|v| crypto::is_encrypted(v)))
+            self.map
+                .get(*sec)
+                .is_some_and(|m| m.values().any(|v| crypto::is_encrypted(v)))
         });
         if !needs_key {
             return Ok(None);
@@ -505,7 +585,13 @@ impl Resolver {
         }
     }
 
-    fn secret(&mut self, key: Option<&Key>, section: &str, name: &str, value: &str) -> Result<Secret, ConfigError> {
+    fn secret(
+        &mut self,
+        key: Option<&Key>,
+        section: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<Secret, ConfigError> {
         if crypto::is_encrypted(value) {
             let Some(key) = key else {
                 return Err(self.err(section, name, "encrypted value but no key".into()));
@@ -515,7 +601,11 @@ impl Resolver {
                 .map_err(|e| self.err(section, name, format!("cannot decrypt: {e}")))
         } else {
             if !value.is_empty() {
-                let line = self.lines.get(&(section.to_string(), name.to_string())).copied().unwrap_or(0);
+                let line = self
+                    .lines
+                    .get(&(section.to_string(), name.to_string()))
+                    .copied()
+                    .unwrap_or(0);
                 self.warnings.push(format!(
                     "{}:{line}: [{section}] {name}: plain-text password; encrypt it with `mysqk encrypt-password`",
                     self.file.display()
@@ -539,20 +629,37 @@ impl Resolver {
 
     fn mail(&mut self, key: Option<&Key>) -> Result<MailConfig, ConfigError> {
         let s = "mail_config";
-        let get = |k: &str| self.get(s, k).map(str::trim).filter(|v| !v.is_empty()).map(String::from);
+        let get = |k: &str| {
+            self.get(s, k)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+        };
         let receivers: Vec<String> = get("mail_receiver")
-            .map(|v| v.split([',', ';']).map(str::trim).filter(|r| !r.is_empty()).map(String::from).collect())
+            .map(|v| {
+                v.split([',', ';'])
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default();
         let mut host = get("mail_host");
         let mut port = None;
         if let Some(h) = host.clone() {
             if let Some((name, p)) = h.rsplit_once(':') {
-                port = Some(p.parse::<u16>().map_err(|_| self.err(s, "mail_host", format!("bad port in `{h}`")))?);
+                port = Some(
+                    p.parse::<u16>()
+                        .map_err(|_| self.err(s, "mail_host", format!("bad port in `{h}`")))?,
+                );
                 host = Some(name.to_string());
             }
         }
         if let Some(p) = get("mail_port") {
-            port = Some(p.parse::<u16>().map_err(|_| self.err(s, "mail_port", format!("`{p}` is not a port")))?);
+            port = Some(
+                p.parse::<u16>()
+                    .map_err(|_| self.err(s, "mail_port", format!("`{p}` is not a port")))?,
+            );
         }
         let tls = match get("mail_tls").map(|v| v.to_ascii_lowercase()).as_deref() {
             None => MailTls::Opportunistic,
@@ -560,11 +667,19 @@ impl Resolver {
             Some("tls") => MailTls::Tls,
             Some("none") => MailTls::None,
             Some(other) => {
-                return Err(self.err(s, "mail_tls", format!("`{other}` is not one of starttls, tls, none")));
+                return Err(self.err(
+                    s,
+                    "mail_tls",
+                    format!("`{other}` is not one of starttls, tls, none"),
+                ));
             }
         };
         if !receivers.is_empty() && host.is_none() {
-            return Err(self.err(s, "mail_host", "mail_receiver is set but mail_host is empty".into()));
+            return Err(self.err(
+                s,
+                "mail_host",
+                "mail_receiver is set but mail_host is empty".into(),
+            ));
         }
         let user = get("mail_user");
         let from = get("mail_from");
@@ -574,7 +689,16 @@ impl Resolver {
             Some(v) => Some(self.secret(key, s, "mail_pass", &v)?),
             None => None,
         };
-        Ok(MailConfig { host, port, user, pass, from, receivers, tls, interval })
+        Ok(MailConfig {
+            host,
+            port,
+            user,
+            pass,
+            from,
+            receivers,
+            tls,
+            interval,
+        })
     }
 
     fn instance(&self, dbid: &str, auth: &[Auth]) -> Result<Instance, ConfigError> {
@@ -583,14 +707,26 @@ impl Resolver {
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h.trim(), p.trim().parse::<u16>().ok()?)))
             .filter(|(h, p)| !h.is_empty() && *p > 0)
-            .ok_or_else(|| self.err("db_info", dbid, format!("`{addr}` is not host:port (the port is required)")))?;
+            .ok_or_else(|| {
+                self.err(
+                    "db_info",
+                    dbid,
+                    format!("`{addr}` is not host:port (the port is required)"),
+                )
+            })?;
         let sec = format!("id_{}", dbid.to_ascii_lowercase());
         let kill = |key: &str| self.get_layered(&sec, "db_commkill", key);
         let conf = |key: &str| self.get_layered(&sec, "db_commconfig", key);
 
         let puser = match conf("db_puser") {
             Some((_, v)) if !v.trim().is_empty() => v.trim().to_string(),
-            _ => return Err(self.err("db_commconfig", "db_puser", "missing: the user that reads the processlist".into())),
+            _ => {
+                return Err(self.err(
+                    "db_commconfig",
+                    "db_puser",
+                    "missing: the user that reads the processlist".into(),
+                ))
+            }
         };
         if !auth.iter().any(|a| a.user == puser) {
             let (s, _) = conf("db_puser").unwrap_or(("db_commconfig", ""));
@@ -611,10 +747,17 @@ impl Resolver {
                 let v = v.trim();
                 match v.to_ascii_lowercase().as_str() {
                     "" | "none" => (UserFilter::Nobody, "none".to_string()),
-                    "all" => (UserFilter::Users(auth.iter().map(|a| a.user.clone()).collect()), "all".to_string()),
+                    "all" => (
+                        UserFilter::Users(auth.iter().map(|a| a.user.clone()).collect()),
+                        "all".to_string(),
+                    ),
                     _ => {
-                        let set: BTreeSet<String> =
-                            v.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+                        let set: BTreeSet<String> = v
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|u| !u.is_empty())
+                            .map(String::from)
+                            .collect();
                         (UserFilter::Users(set), v.to_string())
                     }
                 }
@@ -637,7 +780,13 @@ impl Resolver {
             Some((s, v)) => match v.trim().to_ascii_lowercase().as_str() {
                 "" | "connection" => KillMode::Connection,
                 "query" => KillMode::Query,
-                other => return Err(self.err(s, "k_mode", format!("`{other}` is not connection or query"))),
+                other => {
+                    return Err(self.err(
+                        s,
+                        "k_mode",
+                        format!("`{other}` is not connection or query"),
+                    ))
+                }
             },
         };
         let kill_cmd = match kill("k_kill_cmd") {
@@ -645,7 +794,9 @@ impl Resolver {
             Some((s, v)) => match v.trim().to_ascii_lowercase().as_str() {
                 "" | "kill" => KillCmd::Kill,
                 "rds" => KillCmd::Rds,
-                other => return Err(self.err(s, "k_kill_cmd", format!("`{other}` is not kill or rds"))),
+                other => {
+                    return Err(self.err(s, "k_kill_cmd", format!("`{other}` is not kill or rds")))
+                }
             },
         };
         let rules = Rules {
@@ -673,7 +824,11 @@ impl Resolver {
 
     fn window(&self, section: &str, value: &str) -> Result<TimeWindow, ConfigError> {
         parse_window(value).ok_or_else(|| {
-            self.err(section, "run_time_window", format!("`{value}` is not HH:MM-HH:MM (e.g. 08:00-22:00)"))
+            self.err(
+                section,
+                "run_time_window",
+                format!("`{value}` is not HH:MM-HH:MM (e.g. 08:00-22:00)"),
+            )
         })
     }
 }
@@ -682,12 +837,20 @@ impl Resolver {
 pub fn parse_window(value: &str) -> Option<TimeWindow> {
     let (a, b) = value.trim().split_once('-')?;
     let t = |s: &str| NaiveTime::parse_from_str(s.trim(), "%H:%M").ok();
-    Some(TimeWindow { start: t(a)?, end: t(b)? })
+    Some(TimeWindow {
+        start: t(a)?,
+        end: t(b)?,
+    })
 }
 
 fn first_line(s: &str) -> String {
     // regex errors are multi-line with a caret diagram; keep the summary line.
-    s.lines().rev().find(|l| l.trim_start().starts_with("error:")).unwrap_or(s).trim().to_string()
+    s.lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with("error:"))
+        .unwrap_or(s)
+        .trim()
+        .to_string()
 }
 
 /// The effective rules of every instance, as `check-config` prints them.
@@ -708,7 +871,11 @@ pub fn describe(cfg: &Config) -> String {
     out.push_str(&format!("db_auth users: {}\n", users.join(", ")));
     out.push_str(&format!(
         "mail: {}\n",
-        if cfg.mail.enabled() { format!("to {}", cfg.mail.receivers.join(", ")) } else { "off".into() }
+        if cfg.mail.enabled() {
+            format!("to {}", cfg.mail.receivers.join(", "))
+        } else {
+            "off".into()
+        }
     ));
     for i in &cfg.instances {
         let r = &i.rules;
@@ -716,7 +883,11 @@ pub fn describe(cfg: &Config) -> String {
             UserFilter::Nobody => "none".to_string(),
             UserFilter::Users(set) => set.iter().cloned().collect::<Vec<_>>().join(","),
         };
-        let re = |r: &Option<Regex>| r.as_ref().map(|r| format!("/{}/", r.as_str())).unwrap_or_else(|| "-".into());
+        let re = |r: &Option<Regex>| {
+            r.as_ref()
+                .map(|r| format!("/{}/", r.as_str()))
+                .unwrap_or_else(|| "-".into())
+        };
         out.push_str(&format!(
             "[{}] {} puser={} dry_run={} window={}\n  k_user={} ({}) k_longtime={} k_sleep={} k_lock={} k_include={} k_exclude={} k_mode={:?} k_kill_cmd={:?}\n",
             i.dbid,
@@ -802,7 +973,10 @@ dry_run=0
         assert_eq!(crm1.rules.longtime, 10, "inline comment stripped");
         assert!(crm1.dry_run);
         assert!(crm1.rules.users.contains("ecuser") && crm1.rules.users.contains("app1"));
-        assert_eq!(crm1.rules.include.as_ref().unwrap().as_str(), r"select sleep\(17\)");
+        assert_eq!(
+            crm1.rules.include.as_ref().unwrap().as_str(),
+            r"select sleep\(17\)"
+        );
         assert_eq!(crm1.window.unwrap().to_string(), "08:00-22:00");
         assert!(!c.mail.enabled());
         assert_eq!(crm1.port, 3306);
@@ -816,29 +990,41 @@ dry_run=0
 
     #[test]
     fn bad_regex_is_located() {
-        let e = parse(&ORIGINAL.replace(r"k_exclude=Binlog|ecdba|Daemon", "k_exclude=Binlog|(")).unwrap_err();
+        let e = parse(&ORIGINAL.replace(r"k_exclude=Binlog|ecdba|Daemon", "k_exclude=Binlog|("))
+            .unwrap_err();
         let msg = e.to_string();
         assert!(msg.starts_with("t.ini:"), "{msg}");
-        assert!(msg.contains("[db_commkill] k_exclude: invalid regex `Binlog|(`"), "{msg}");
+        assert!(
+            msg.contains("[db_commkill] k_exclude: invalid regex `Binlog|(`"),
+            "{msg}"
+        );
         assert_eq!(e.line, Some(31));
     }
 
     #[test]
     fn puser_must_be_in_auth() {
         let e = parse(&ORIGINAL.replace("db_puser=ecuser", "db_puser=nobody")).unwrap_err();
-        assert!(e.to_string().contains("[db_commconfig] db_puser: `nobody` is not in [db_auth]"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("[db_commconfig] db_puser: `nobody` is not in [db_auth]"),
+            "{e}"
+        );
     }
 
     #[test]
     fn port_required() {
-        let e = parse(&ORIGINAL.replace("base=10.0.200.142:3306", "base=10.0.200.142")).unwrap_err();
+        let e =
+            parse(&ORIGINAL.replace("base=10.0.200.142:3306", "base=10.0.200.142")).unwrap_err();
         assert!(e.to_string().contains("[db_info] base:"), "{e}");
     }
 
     #[test]
     fn bad_numbers_and_windows() {
         let e = parse(&ORIGINAL.replace("k_sleep=0", "k_sleep=ten")).unwrap_err();
-        assert!(e.to_string().contains("[db_commkill] k_sleep: `ten`"), "{e}");
+        assert!(
+            e.to_string().contains("[db_commkill] k_sleep: `ten`"),
+            "{e}"
+        );
         let e = parse(&ORIGINAL.replace("08:00-22:00", "8-22")).unwrap_err();
         assert!(e.to_string().contains("run_time_window"), "{e}");
         let e = parse("[db_info]\nx 1.2.3.4\n").unwrap_err();
@@ -849,13 +1035,25 @@ dry_run=0
 
     #[test]
     fn hash_inside_regex_is_kept() {
-        let c = parse(&ORIGINAL.replace("k_exclude=Binlog|ecdba|Daemon", "k_exclude=a#b|c;d  # comment")).unwrap();
-        assert_eq!(c.instances[1].rules.exclude.as_ref().unwrap().as_str(), "a#b|c;d");
+        let c = parse(&ORIGINAL.replace(
+            "k_exclude=Binlog|ecdba|Daemon",
+            "k_exclude=a#b|c;d  # comment",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.instances[1].rules.exclude.as_ref().unwrap().as_str(),
+            "a#b|c;d"
+        );
     }
 
     #[test]
     fn user_names_keep_case() {
-        let c = parse(&ORIGINAL.replace("app1=pw2", "App1=pw2").replace("k_user=app1", "k_user=App1")).unwrap();
+        let c = parse(
+            &ORIGINAL
+                .replace("app1=pw2", "App1=pw2")
+                .replace("k_user=app1", "k_user=App1"),
+        )
+        .unwrap();
         assert!(c.password("App1").is_some());
         assert!(c.instance("crm0").unwrap().rules.users.contains("App1"));
     }
@@ -864,7 +1062,12 @@ dry_run=0
     fn windows_cross_midnight() {
         let w = parse_window("22:00-06:00").unwrap();
         let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
-        assert!(w.contains(t(23, 0)) && w.contains(t(5, 59)) && !w.contains(t(6, 0)) && !w.contains(t(12, 0)));
+        assert!(
+            w.contains(t(23, 0))
+                && w.contains(t(5, 59))
+                && !w.contains(t(6, 0))
+                && !w.contains(t(12, 0))
+        );
         let w = parse_window("08:00-22:00").unwrap();
         assert!(w.contains(t(8, 0)) && !w.contains(t(22, 0)) && !w.contains(t(7, 59)));
     }
@@ -872,8 +1075,15 @@ dry_run=0
     #[test]
     fn plain_passwords_warn_once_each() {
         let c = parse(ORIGINAL).unwrap();
-        let n = c.warnings.iter().filter(|w| w.contains("plain-text password")).count();
+        let n = c
+            .warnings
+            .iter()
+            .filter(|w| w.contains("plain-text password"))
+            .count();
         assert_eq!(n, 3, "{:?}", c.warnings);
-        assert!(c.warnings.iter().all(|w| !w.contains("pw1") && !w.contains("xxxxxx")));
+        assert!(c
+            .warnings
+            .iter()
+            .all(|w| !w.contains("pw1") && !w.contains("xxxxxx")));
     }
 }

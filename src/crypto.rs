@@ -90,7 +90,9 @@ pub enum CryptoError {
     #[error("corrupt encrypted value: {0}")]
     Corrupt(String),
     /// The value was encrypted with a different key.
-    #[error("wrong key: this value was encrypted with a different key (check {KEY_ENV} / key_file)")]
+    #[error(
+        "wrong key: this value was encrypted with a different key (check {KEY_ENV} / key_file)"
+    )]
     WrongKey,
     /// Right key, but the value was altered after encryption.
     #[error("encrypted value was modified after encryption (authentication failed); re-run `mysqk encrypt-password`")]
@@ -156,7 +158,9 @@ impl Key {
                 t.chars().count()
             )
         };
-        let mut bytes = b64().decode(t).map_err(|_| CryptoError::InvalidKey(shape()))?;
+        let mut bytes = b64()
+            .decode(t)
+            .map_err(|_| CryptoError::InvalidKey(shape()))?;
         let res = if bytes.len() == 32 {
             let mut out = [0u8; 32];
             out.copy_from_slice(&bytes);
@@ -409,9 +413,9 @@ fn split_v1(value: &str) -> Result<Vec<u8>, CryptoError> {
             CryptoError::Corrupt("malformed version (expected `enc:v1:<base64>`)".into())
         });
     }
-    let payload = b64()
-        .decode(body)
-        .map_err(|_| CryptoError::Corrupt("payload is not valid base64 (truncated or edited?)".into()))?;
+    let payload = b64().decode(body).map_err(|_| {
+        CryptoError::Corrupt("payload is not valid base64 (truncated or edited?)".into())
+    })?;
     let min = IV_LEN + BLOCK + TRAILER_LEN;
     if payload.len() < min || (payload.len() - IV_LEN - TRAILER_LEN) % BLOCK != 0 {
         return Err(CryptoError::Corrupt(format!(
@@ -516,7 +520,11 @@ fn cmac(key: &[u8; 32], msg: &[u8]) -> [u8; 16] {
     // The last block is always processed separately: a complete one is
     // masked with K1, a partial (or empty message) one is 10*-padded and
     // masked with K2. That is what makes CMAC safe for variable lengths.
-    let n_full_before_last = if msg.is_empty() { 0 } else { (msg.len() - 1) / 16 };
+    let n_full_before_last = if msg.is_empty() {
+        0
+    } else {
+        (msg.len() - 1) / 16
+    };
     let mut state = [0u8; 16];
     for chunk in msg[..n_full_before_last * 16].chunks_exact(16) {
         xor_into(&mut state, chunk);
@@ -626,23 +634,37 @@ mod tests {
 
     #[test]
     fn cmac_matches_nist_sp800_38b_aes256_vectors() {
-        let k: [u8; 32] = from_hex("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")
-            .try_into()
-            .expect("32 bytes");
+        let k: [u8; 32] =
+            from_hex("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")
+                .try_into()
+                .expect("32 bytes");
         let m = from_hex(
             "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51\
              30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710",
         );
         assert_eq!(to_hex(&cmac(&k, &[])), "028962f61b7bf89efc6b551f4667d983");
-        assert_eq!(to_hex(&cmac(&k, &m[..16])), "28a7023f452e8f82bd4bf28d8c37c35c");
-        assert_eq!(to_hex(&cmac(&k, &m[..40])), "aaf3d8f1de5640c232f5b169b9c911e6");
+        assert_eq!(
+            to_hex(&cmac(&k, &m[..16])),
+            "28a7023f452e8f82bd4bf28d8c37c35c"
+        );
+        assert_eq!(
+            to_hex(&cmac(&k, &m[..40])),
+            "aaf3d8f1de5640c232f5b169b9c911e6"
+        );
         assert_eq!(to_hex(&cmac(&k, &m)), "e1992190549f6ed5696a2c056c315410");
     }
 
     #[test]
     fn round_trip() {
         let k = Key::generate();
-        for plain in ["", "a", "secret", "exactly16bytes!!", "pässwörd 密码 🔑", &"x".repeat(1000)] {
+        for plain in [
+            "",
+            "a",
+            "secret",
+            "exactly16bytes!!",
+            "pässwörd 密码 🔑",
+            &"x".repeat(1000),
+        ] {
             let enc = encrypt(&k, plain);
             assert!(is_encrypted(&enc));
             assert!(enc.starts_with("enc:v1:"));
@@ -784,7 +806,10 @@ mod tests {
             Err(CryptoError::UnknownVersion(v)) => assert_eq!(v, "v2"),
             r => panic!("expected UnknownVersion, got {r:?}"),
         }
-        assert!(matches!(decrypt(&k, "plain"), Err(CryptoError::NotEncrypted)));
+        assert!(matches!(
+            decrypt(&k, "plain"),
+            Err(CryptoError::NotEncrypted)
+        ));
         // No version separator: the text may be a hand-typed password, so it
         // must not be echoed back as a "version".
         match decrypt(&k, "enc:MySecretPw") {
@@ -814,7 +839,10 @@ mod tests {
         let tag = mac(&keys.mac, &p);
         p.extend_from_slice(&keys.id);
         p.extend_from_slice(&tag[..TAG_LEN]);
-        assert!(matches!(decrypt(&k, &value_of(&p)), Err(CryptoError::NotUtf8)));
+        assert!(matches!(
+            decrypt(&k, &value_of(&p)),
+            Err(CryptoError::NotUtf8)
+        ));
     }
 
     #[test]
@@ -912,7 +940,9 @@ mod tests {
         assert_eq!((k, src), (ek, KeySource::Env));
 
         // Blank env counts as unset.
-        let (k, src) = load_key(Some("  "), Some(&file)).expect("ok").expect("some");
+        let (k, src) = load_key(Some("  "), Some(&file))
+            .expect("ok")
+            .expect("some");
         assert_eq!(k, fk);
         assert_eq!(src, KeySource::File(file.clone()));
         assert_eq!(src.to_string(), format!("key file {}", file.display()));
@@ -924,7 +954,12 @@ mod tests {
     #[test]
     fn load_key_errors_name_the_source() {
         match load_key(Some("nope"), None) {
-            Err(e @ CryptoError::InvalidKeyIn { origin: KeySource::Env, .. }) => {
+            Err(
+                e @ CryptoError::InvalidKeyIn {
+                    origin: KeySource::Env,
+                    ..
+                },
+            ) => {
                 assert!(e.to_string().contains("MYSQK_KEY"), "{e}");
                 assert!(!e.to_string().contains("nope"), "{e}");
             }
@@ -941,7 +976,10 @@ mod tests {
         let bad = dir.path().join("bad.key");
         std::fs::write(&bad, "short\n").expect("write");
         match load_key(None, Some(&bad)) {
-            Err(CryptoError::InvalidKeyIn { origin: KeySource::File(p), .. }) => assert_eq!(p, bad),
+            Err(CryptoError::InvalidKeyIn {
+                origin: KeySource::File(p),
+                ..
+            }) => assert_eq!(p, bad),
             r => panic!("expected InvalidKeyIn, got {r:?}"),
         }
     }
@@ -952,7 +990,10 @@ mod tests {
         assert_eq!(key_file_warning(p, 0o100600), None);
         assert_eq!(key_file_warning(p, 0o100400), None);
         let w = key_file_warning(p, 0o100644).expect("warns");
-        assert!(w.contains("/etc/mysqk.key") && w.contains("chmod 600") && w.contains("0644"), "{w}");
+        assert!(
+            w.contains("/etc/mysqk.key") && w.contains("chmod 600") && w.contains("0644"),
+            "{w}"
+        );
         assert!(!w.contains('\n'));
         assert!(key_file_warning(p, 0o100660).is_some());
         assert!(key_file_warning(p, 0o100602).is_some());

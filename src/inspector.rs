@@ -25,7 +25,10 @@ fn number(v: Option<Value>) -> u64 {
         Some(Value::Bytes(b)) => {
             let s = String::from_utf8_lossy(&b);
             // TIME_MS is a decimal: keep the integer part.
-            s.split('.').next().and_then(|p| p.trim().parse().ok()).unwrap_or(0)
+            s.split('.')
+                .next()
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or(0)
         }
         _ => 0,
     }
@@ -51,9 +54,10 @@ pub fn processlist(s: &mut Session) -> Result<Vec<ProcRow>, SessionError> {
     let rows: Vec<Row> = match s.conn.query(sql) {
         Ok(rows) => rows,
         // performance_schema.processlist is 8.0.22+; older 8.0 falls back.
-        Err(_) if s.flavor == Flavor::MySql8 => {
-            s.conn.query(processlist_sql(Flavor::MySql57)).map_err(|e| s.query_err(&e))?
-        }
+        Err(_) if s.flavor == Flavor::MySql8 => s
+            .conn
+            .query(processlist_sql(Flavor::MySql57))
+            .map_err(|e| s.query_err(&e))?,
         Err(e) => return Err(s.query_err(&e)),
     };
     Ok(rows.into_iter().map(to_proc_row).collect())
@@ -98,7 +102,11 @@ pub fn lock_waits(s: &mut Session) -> Result<Vec<LockWait>, SessionError> {
     let rows: Vec<Row> = s.conn.query(sql).map_err(|e| s.query_err(&e))?;
     Ok(rows
         .into_iter()
-        .map(|mut r| LockWait { waiting: number(r.take(0)), blocking: number(r.take(1)), wait_secs: number(r.take(2)) })
+        .map(|mut r| LockWait {
+            waiting: number(r.take(0)),
+            blocking: number(r.take(1)),
+            wait_secs: number(r.take(2)),
+        })
         .collect())
 }
 
@@ -121,7 +129,11 @@ pub fn query_table(s: &mut Session, sql: &str) -> String {
                 }
             };
             if !header_done {
-                let names: Vec<String> = row.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+                let names: Vec<String> = row
+                    .columns_ref()
+                    .iter()
+                    .map(|c| c.name_str().into_owned())
+                    .collect();
                 out.push_str(&names.join("\t"));
                 out.push('\n');
                 header_done = true;
@@ -154,7 +166,10 @@ pub fn snapshot(s: &mut Session, processlist: &[ProcRow]) -> Snapshot {
     let innodb_status = match s.conn.query_first::<Row, _>("SHOW ENGINE INNODB STATUS") {
         Ok(Some(mut r)) => text(r.take(2)).unwrap_or_default(),
         Ok(None) => String::new(),
-        Err(e) => format!("(SHOW ENGINE INNODB STATUS: {})", crate::session::error_text(&e)),
+        Err(e) => format!(
+            "(SHOW ENGINE INNODB STATUS: {})",
+            crate::session::error_text(&e)
+        ),
     };
     let lock_sql = match s.flavor {
         Flavor::MySql8 => "SELECT * FROM performance_schema.data_lock_waits",

@@ -53,14 +53,20 @@ impl Action {
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum KillResult {
     /// The server accepted the kill from `via`'s session.
-    Killed { via: String },
+    Killed {
+        via: String,
+    },
     /// `Unknown thread id`: it ended by itself; counts as done.
     Gone,
     /// Dry run: nothing sent.
     DryRun,
     /// No held session may kill it.
-    NoSession { message: String },
-    Failed { message: String },
+    NoSession {
+        message: String,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 impl KillResult {
@@ -105,7 +111,11 @@ pub fn kill_all<'a>(
             } else {
                 kill_one(sessions, &password, auth_users, v, action, cmd)
             };
-            Outcome { victim: v.clone(), action, result }
+            Outcome {
+                victim: v.clone(),
+                action,
+                result,
+            }
         })
         .collect()
 }
@@ -117,17 +127,25 @@ enum Try {
 }
 
 fn try_via(sessions: &mut Sessions, user: &str, sql: &str) -> Try {
-    let Some(s) = sessions.get(user) else { return Try::Denied };
+    let Some(s) = sessions.get(user) else {
+        return Try::Denied;
+    };
     match s.conn.query_drop(sql) {
-        Ok(()) => Try::Done(KillResult::Killed { via: user.to_string() }),
+        Ok(()) => Try::Done(KillResult::Killed {
+            via: user.to_string(),
+        }),
         Err(e) => match error_code(&e) {
             Some(ER_NO_SUCH_THREAD) => Try::Done(KillResult::Gone),
             Some(ER_KILL_DENIED) => Try::Denied,
-            Some(_) => Try::Done(KillResult::Failed { message: format!("{sql} as {user}: {}", error_text(&e)) }),
+            Some(_) => Try::Done(KillResult::Failed {
+                message: format!("{sql} as {user}: {}", error_text(&e)),
+            }),
             None => {
                 let reason = error_text(&e);
                 sessions.drop_session(user, &reason);
-                Try::Done(KillResult::Failed { message: format!("{sql} as {user}: {reason}") })
+                Try::Done(KillResult::Failed {
+                    message: format!("{sql} as {user}: {reason}"),
+                })
             }
         },
     }
@@ -159,7 +177,9 @@ fn kill_one<'a>(
             }
         }
     }
-    KillResult::NoSession { message: format!("no session can kill thread {} of user {owner}", v.row.id) }
+    KillResult::NoSession {
+        message: format!("no session can kill thread {} of user {owner}", v.row.id),
+    }
 }
 
 #[cfg(test)]
@@ -168,9 +188,21 @@ mod tests {
 
     #[test]
     fn statements() {
-        assert_eq!(Action::for_victim(KillMode::Query, "Query").sql(KillCmd::Kill, 7), "KILL QUERY 7");
-        assert_eq!(Action::for_victim(KillMode::Query, "Sleep").sql(KillCmd::Kill, 7), "KILL CONNECTION 7");
-        assert_eq!(Action::for_victim(KillMode::Connection, "Query").sql(KillCmd::Rds, 7), "CALL mysql.rds_kill(7)");
-        assert_eq!(Action::KillQuery.sql(KillCmd::Rds, 7), "CALL mysql.rds_kill_query(7)");
+        assert_eq!(
+            Action::for_victim(KillMode::Query, "Query").sql(KillCmd::Kill, 7),
+            "KILL QUERY 7"
+        );
+        assert_eq!(
+            Action::for_victim(KillMode::Query, "Sleep").sql(KillCmd::Kill, 7),
+            "KILL CONNECTION 7"
+        );
+        assert_eq!(
+            Action::for_victim(KillMode::Connection, "Query").sql(KillCmd::Rds, 7),
+            "CALL mysql.rds_kill(7)"
+        );
+        assert_eq!(
+            Action::KillQuery.sql(KillCmd::Rds, 7),
+            "CALL mysql.rds_kill_query(7)"
+        );
     }
 }

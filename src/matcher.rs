@@ -105,10 +105,22 @@ pub struct Scan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Reason {
-    LongRunning { secs: u64, limit: u64 },
-    Sleeping { secs: u64, limit: u64 },
-    Included { pattern: String },
-    LockBlocker { waiting: Vec<u64>, wait_secs: u64, limit: u64 },
+    LongRunning {
+        secs: u64,
+        limit: u64,
+    },
+    Sleeping {
+        secs: u64,
+        limit: u64,
+    },
+    Included {
+        pattern: String,
+    },
+    LockBlocker {
+        waiting: Vec<u64>,
+        wait_secs: u64,
+        limit: u64,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -117,9 +129,17 @@ impl fmt::Display for Reason {
             Reason::LongRunning { secs, limit } => write!(f, "long-running {secs}s >= {limit}"),
             Reason::Sleeping { secs, limit } => write!(f, "sleeping {secs}s >= {limit}"),
             Reason::Included { pattern } => write!(f, "included by /{pattern}/"),
-            Reason::LockBlocker { waiting, wait_secs, limit } => {
+            Reason::LockBlocker {
+                waiting,
+                wait_secs,
+                limit,
+            } => {
                 let ids: Vec<String> = waiting.iter().map(u64::to_string).collect();
-                write!(f, "blocks thread {} for {wait_secs}s >= {limit}", ids.join(","))
+                write!(
+                    f,
+                    "blocks thread {} for {wait_secs}s >= {limit}",
+                    ids.join(",")
+                )
             }
         }
     }
@@ -165,14 +185,22 @@ fn row_reasons(row: &ProcRow, rules: &Rules) -> Vec<Reason> {
     let mut reasons = Vec::new();
     let sleeping = row.command == "Sleep";
     if !sleeping && rules.longtime > 0 && row.time >= rules.longtime {
-        reasons.push(Reason::LongRunning { secs: row.time, limit: rules.longtime });
+        reasons.push(Reason::LongRunning {
+            secs: row.time,
+            limit: rules.longtime,
+        });
     }
     if sleeping && rules.sleep > 0 && row.time >= rules.sleep {
-        reasons.push(Reason::Sleeping { secs: row.time, limit: rules.sleep });
+        reasons.push(Reason::Sleeping {
+            secs: row.time,
+            limit: rules.sleep,
+        });
     }
     if let Some(re) = &rules.include {
         if re.is_match(&row.row_text()) {
-            reasons.push(Reason::Included { pattern: re.as_str().to_string() });
+            reasons.push(Reason::Included {
+                pattern: re.as_str().to_string(),
+            });
         }
     }
     reasons
@@ -204,7 +232,11 @@ pub fn select_victims(scan: &Scan, rules: &Rules) -> Vec<Victim> {
         if !rules.users.contains(&row.user) || protected(row, &scan.own_ids).is_some() {
             continue;
         }
-        if rules.exclude.as_ref().is_some_and(|re| re.is_match(&row.row_text())) {
+        if rules
+            .exclude
+            .as_ref()
+            .is_some_and(|re| re.is_match(&row.row_text()))
+        {
             continue;
         }
         let mut reasons = Vec::new();
@@ -217,7 +249,10 @@ pub fn select_victims(scan: &Scan, rules: &Rules) -> Vec<Victim> {
         }
         reasons.extend(row_reasons(row, rules));
         if !reasons.is_empty() {
-            victims.push(Victim { row: row.clone(), reasons });
+            victims.push(Victim {
+                row: row.clone(),
+                reasons,
+            });
         }
     }
     victims
@@ -247,15 +282,24 @@ mod tests {
     }
 
     fn rules(list: &[&str]) -> Rules {
-        Rules { users: users(list), ..Rules::default() }
+        Rules {
+            users: users(list),
+            ..Rules::default()
+        }
     }
 
     fn ids(scan: &Scan, rules: &Rules) -> Vec<u64> {
-        select_victims(scan, rules).iter().map(|v| v.row.id).collect()
+        select_victims(scan, rules)
+            .iter()
+            .map(|v| v.row.id)
+            .collect()
     }
 
     fn scan(rows: Vec<ProcRow>) -> Scan {
-        Scan { rows, ..Scan::default() }
+        Scan {
+            rows,
+            ..Scan::default()
+        }
     }
 
     #[test]
@@ -263,32 +307,100 @@ mod tests {
         let q = Some("select sleep(60)");
         // (name, row, rules, expected victim?)
         let cases: Vec<(&str, ProcRow, Rules, bool)> = vec![
-            ("long query", row(1, "app1", "Query", 12, q), rules(&["app1"]), true),
-            ("at the limit", row(1, "app1", "Query", 10, q), rules(&["app1"]), true),
-            ("below the limit", row(1, "app1", "Query", 9, q), rules(&["app1"]), false),
-            ("other user", row(1, "app2", "Query", 99, q), rules(&["app1"]), false),
-            ("k_user none", row(1, "app1", "Query", 99, q), Rules::default(), false),
-            ("longtime 0 disables", row(1, "app1", "Query", 99, q), Rules { longtime: 0, ..rules(&["app1"]) }, false),
-            ("sleep not long-running", row(1, "app1", "Sleep", 99, None), rules(&["app1"]), false),
-            ("sleep killed with k_sleep", row(1, "app1", "Sleep", 31, None), Rules { sleep: 30, ..rules(&["app1"]) }, true),
-            ("sleep below k_sleep", row(1, "app1", "Sleep", 29, None), Rules { sleep: 30, ..rules(&["app1"]) }, false),
-            ("prepared statement is long-running", row(1, "app1", "Execute", 11, q), rules(&["app1"]), true),
+            (
+                "long query",
+                row(1, "app1", "Query", 12, q),
+                rules(&["app1"]),
+                true,
+            ),
+            (
+                "at the limit",
+                row(1, "app1", "Query", 10, q),
+                rules(&["app1"]),
+                true,
+            ),
+            (
+                "below the limit",
+                row(1, "app1", "Query", 9, q),
+                rules(&["app1"]),
+                false,
+            ),
+            (
+                "other user",
+                row(1, "app2", "Query", 99, q),
+                rules(&["app1"]),
+                false,
+            ),
+            (
+                "k_user none",
+                row(1, "app1", "Query", 99, q),
+                Rules::default(),
+                false,
+            ),
+            (
+                "longtime 0 disables",
+                row(1, "app1", "Query", 99, q),
+                Rules {
+                    longtime: 0,
+                    ..rules(&["app1"])
+                },
+                false,
+            ),
+            (
+                "sleep not long-running",
+                row(1, "app1", "Sleep", 99, None),
+                rules(&["app1"]),
+                false,
+            ),
+            (
+                "sleep killed with k_sleep",
+                row(1, "app1", "Sleep", 31, None),
+                Rules {
+                    sleep: 30,
+                    ..rules(&["app1"])
+                },
+                true,
+            ),
+            (
+                "sleep below k_sleep",
+                row(1, "app1", "Sleep", 29, None),
+                Rules {
+                    sleep: 30,
+                    ..rules(&["app1"])
+                },
+                false,
+            ),
+            (
+                "prepared statement is long-running",
+                row(1, "app1", "Execute", 11, q),
+                rules(&["app1"]),
+                true,
+            ),
             (
                 "include below longtime",
                 row(1, "app1", "Query", 1, Some("select sleep(17)")),
-                Rules { include: Some(Regex::new(r"select sleep\(17\)").unwrap()), ..rules(&["app1"]) },
+                Rules {
+                    include: Some(Regex::new(r"select sleep\(17\)").unwrap()),
+                    ..rules(&["app1"])
+                },
                 true,
             ),
             (
                 "include needs k_user",
                 row(1, "app2", "Query", 1, Some("select sleep(17)")),
-                Rules { include: Some(Regex::new(r"sleep").unwrap()), ..rules(&["app1"]) },
+                Rules {
+                    include: Some(Regex::new(r"sleep").unwrap()),
+                    ..rules(&["app1"])
+                },
                 false,
             ),
             (
                 "exclude wins over long-running",
                 row(1, "app1", "Query", 99, Some("select /* ecdba */ 1")),
-                Rules { exclude: Some(Regex::new("ecdba").unwrap()), ..rules(&["app1"]) },
+                Rules {
+                    exclude: Some(Regex::new("ecdba").unwrap()),
+                    ..rules(&["app1"])
+                },
                 false,
             ),
             (
@@ -301,11 +413,36 @@ mod tests {
                 },
                 false,
             ),
-            ("binlog dump", row(1, "repl", "Binlog Dump", 999, None), rules(&["repl"]), false),
-            ("binlog dump gtid", row(1, "repl", "Binlog Dump GTID", 999, None), rules(&["repl"]), false),
-            ("replica io", row(1, "system user", "Slave_IO", 999, None), rules(&["system user"]), false),
-            ("killed", row(1, "app1", "Killed", 999, q), rules(&["app1"]), false),
-            ("daemon", row(1, "event_scheduler", "Daemon", 999, None), rules(&["event_scheduler"]), false),
+            (
+                "binlog dump",
+                row(1, "repl", "Binlog Dump", 999, None),
+                rules(&["repl"]),
+                false,
+            ),
+            (
+                "binlog dump gtid",
+                row(1, "repl", "Binlog Dump GTID", 999, None),
+                rules(&["repl"]),
+                false,
+            ),
+            (
+                "replica io",
+                row(1, "system user", "Slave_IO", 999, None),
+                rules(&["system user"]),
+                false,
+            ),
+            (
+                "killed",
+                row(1, "app1", "Killed", 999, q),
+                rules(&["app1"]),
+                false,
+            ),
+            (
+                "daemon",
+                row(1, "event_scheduler", "Daemon", 999, None),
+                rules(&["event_scheduler"]),
+                false,
+            ),
         ];
         for (name, r, rules, want) in cases {
             let got = !select_victims(&scan(vec![r]), &rules).is_empty();
@@ -315,13 +452,25 @@ mod tests {
 
     #[test]
     fn reasons_are_explained() {
-        let s = scan(vec![row(7, "app1", "Query", 12, Some("x")), row(8, "app1", "Sleep", 31, None)]);
-        let v = select_victims(&s, &Rules { sleep: 30, ..rules(&["app1"]) });
+        let s = scan(vec![
+            row(7, "app1", "Query", 12, Some("x")),
+            row(8, "app1", "Sleep", 31, None),
+        ]);
+        let v = select_victims(
+            &s,
+            &Rules {
+                sleep: 30,
+                ..rules(&["app1"])
+            },
+        );
         assert_eq!(v[0].reason_text(), "long-running 12s >= 10");
         assert_eq!(v[1].reason_text(), "sleeping 31s >= 30");
         let v = select_victims(
             &scan(vec![row(9, "app1", "Query", 1, Some("select 17"))]),
-            &Rules { include: Some(Regex::new("17").unwrap()), ..rules(&["app1"]) },
+            &Rules {
+                include: Some(Regex::new("17").unwrap()),
+                ..rules(&["app1"])
+            },
         );
         assert_eq!(v[0].reason_text(), "included by /17/");
     }
@@ -339,29 +488,70 @@ mod tests {
             row(1, "app1", "Sleep", 4, None),
             row(2, "app2", "Query", 4, Some("update t set v=2 where id=1")),
         ]);
-        s.lock_waits.push(LockWait { waiting: 2, blocking: 1, wait_secs: 4 });
-        let r = Rules { lock: 2, longtime: 0, ..rules(&["app1", "app2"]) };
+        s.lock_waits.push(LockWait {
+            waiting: 2,
+            blocking: 1,
+            wait_secs: 4,
+        });
+        let r = Rules {
+            lock: 2,
+            longtime: 0,
+            ..rules(&["app1", "app2"])
+        };
         let v = select_victims(&s, &r);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].row.id, 1);
         assert_eq!(v[0].reason_text(), "blocks thread 2 for 4s >= 2");
         // Too young a wait, or k_lock off: nothing.
-        assert!(ids(&s, &Rules { lock: 5, ..r.clone() }).is_empty());
+        assert!(ids(
+            &s,
+            &Rules {
+                lock: 5,
+                ..r.clone()
+            }
+        )
+        .is_empty());
         assert!(ids(&s, &Rules { lock: 0, ..r }).is_empty());
     }
 
     #[test]
     fn lock_blocker_still_obeys_never_kill_and_exclude() {
         let mut s = scan(vec![row(1, "repl", "Binlog Dump", 4, None)]);
-        s.lock_waits.push(LockWait { waiting: 2, blocking: 1, wait_secs: 100 });
-        assert!(ids(&s, &Rules { lock: 1, ..rules(&["repl"]) }).is_empty());
+        s.lock_waits.push(LockWait {
+            waiting: 2,
+            blocking: 1,
+            wait_secs: 100,
+        });
+        assert!(ids(
+            &s,
+            &Rules {
+                lock: 1,
+                ..rules(&["repl"])
+            }
+        )
+        .is_empty());
     }
 
     fn arb_row() -> impl Strategy<Value = ProcRow> {
-        let users = prop::sample::select(vec!["app1", "app2", "system user", "event_scheduler", "repl", "root"]);
+        let users = prop::sample::select(vec![
+            "app1",
+            "app2",
+            "system user",
+            "event_scheduler",
+            "repl",
+            "root",
+        ]);
         let commands = prop::sample::select(vec![
-            "Query", "Sleep", "Execute", "Killed", "Daemon", "Binlog Dump", "Binlog Dump GTID", "Slave_IO",
-            "Slave_SQL", "Connect",
+            "Query",
+            "Sleep",
+            "Execute",
+            "Killed",
+            "Daemon",
+            "Binlog Dump",
+            "Binlog Dump GTID",
+            "Slave_IO",
+            "Slave_SQL",
+            "Connect",
         ]);
         let text = prop::sample::select(vec![
             "select sleep(60)",
@@ -370,23 +560,42 @@ mod tests {
             "update t set a=1",
             "中文注释 select 1",
         ]);
-        (0u64..40, users, commands, 0u64..100, prop::option::of(text)).prop_map(|(id, u, c, t, i)| ProcRow {
-            id,
-            user: u.into(),
-            host: "h:1".into(),
-            db: None,
-            command: c.into(),
-            time: t,
-            time_ms: None,
-            state: None,
-            info: i.map(Into::into),
-        })
+        (0u64..40, users, commands, 0u64..100, prop::option::of(text)).prop_map(
+            |(id, u, c, t, i)| ProcRow {
+                id,
+                user: u.into(),
+                host: "h:1".into(),
+                db: None,
+                command: c.into(),
+                time: t,
+                time_ms: None,
+                state: None,
+                info: i.map(Into::into),
+            },
+        )
     }
 
     fn arb_rules() -> impl Strategy<Value = Rules> {
-        let pats = prop::sample::select(vec![".*", "sleep", "Binlog", "ecdba", "select|update", "^app"]);
+        let pats = prop::sample::select(vec![
+            ".*",
+            "sleep",
+            "Binlog",
+            "ecdba",
+            "select|update",
+            "^app",
+        ]);
         (
-            prop::sample::subsequence(vec!["app1", "app2", "system user", "event_scheduler", "repl", "root"], 0..6),
+            prop::sample::subsequence(
+                vec![
+                    "app1",
+                    "app2",
+                    "system user",
+                    "event_scheduler",
+                    "repl",
+                    "root",
+                ],
+                0..6,
+            ),
             0u64..50,
             0u64..50,
             0u64..5,

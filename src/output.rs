@@ -6,7 +6,10 @@ use crate::row::ProcRow;
 
 /// Cut `s` to `max` characters (not bytes: SQL may be Chinese), one line.
 pub fn cut(s: &str, max: usize) -> String {
-    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if flat.chars().count() <= max {
         flat
     } else {
@@ -18,7 +21,10 @@ pub fn cut(s: &str, max: usize) -> String {
 
 /// The statement text as shown anywhere outside the server: redacted and cut.
 pub fn info_text(row: &ProcRow, max: usize) -> String {
-    row.info.as_deref().map(|i| cut(&redact::sql(i), max)).unwrap_or_default()
+    row.info
+        .as_deref()
+        .map(|i| cut(&redact::sql(i), max))
+        .unwrap_or_default()
 }
 
 fn width(s: &str) -> usize {
@@ -54,7 +60,9 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// The victims table: id, user, host, db, command, time, info, reason, action, result.
 pub fn outcomes_table(outcomes: &[Outcome], info_width: usize) -> String {
-    let header = ["ID", "USER", "HOST", "DB", "COMMAND", "TIME", "INFO", "REASON", "ACTION", "RESULT"];
+    let header = [
+        "ID", "USER", "HOST", "DB", "COMMAND", "TIME", "INFO", "REASON", "ACTION", "RESULT",
+    ];
     let rows: Vec<Vec<String>> = outcomes
         .iter()
         .map(|o| {

@@ -24,11 +24,20 @@ pub enum PassError {
     #[error("{dbid}: {source}")]
     Session { dbid: String, source: SessionError },
     #[error("{dbid}: cannot log in as db_puser {user}: {reason}")]
-    NoPuser { dbid: String, user: String, reason: String },
+    NoPuser {
+        dbid: String,
+        user: String,
+        reason: String,
+    },
 }
 
 /// Read the processlist (and lock waits when `k_lock` is on) through `db_puser`.
-pub fn scan(cfg: &Config, inst: &Instance, rules: &Rules, sessions: &mut Sessions) -> Result<Scan, PassError> {
+pub fn scan(
+    cfg: &Config,
+    inst: &Instance,
+    rules: &Rules,
+    sessions: &mut Sessions,
+) -> Result<Scan, PassError> {
     let puser = inst.puser.as_str();
     let pw = cfg.password(puser).ok_or_else(|| PassError::NoPuser {
         dbid: inst.dbid.clone(),
@@ -42,9 +51,16 @@ pub fn scan(cfg: &Config, inst: &Instance, rules: &Rules, sessions: &mut Session
             .find(|(u, _)| u == puser)
             .map(|(_, e)| e)
             .unwrap_or_else(|| "not connected".into());
-        return Err(PassError::NoPuser { dbid: inst.dbid.clone(), user: puser.into(), reason });
+        return Err(PassError::NoPuser {
+            dbid: inst.dbid.clone(),
+            user: puser.into(),
+            reason,
+        });
     };
-    let fail = |dbid: &str, e: SessionError| PassError::Session { dbid: dbid.to_string(), source: e };
+    let fail = |dbid: &str, e: SessionError| PassError::Session {
+        dbid: dbid.to_string(),
+        source: e,
+    };
     let rows = match inspector::processlist(s) {
         Ok(r) => r,
         Err(e) => {
@@ -61,18 +77,42 @@ pub fn scan(cfg: &Config, inst: &Instance, rules: &Rules, sessions: &mut Session
     } else {
         Vec::new()
     };
-    Ok(Scan { rows, own_ids: sessions.own_ids(), lock_waits })
+    Ok(Scan {
+        rows,
+        own_ids: sessions.own_ids(),
+        lock_waits,
+    })
 }
 
 /// Take the snapshot through `db_puser`'s session (it holds PROCESS).
-pub fn take_snapshot(inst: &Instance, sessions: &mut Sessions, rows: &[ProcRow]) -> Option<Snapshot> {
-    sessions.get(&inst.puser).map(|s| inspector::snapshot(s, rows))
+pub fn take_snapshot(
+    inst: &Instance,
+    sessions: &mut Sessions,
+    rows: &[ProcRow],
+) -> Option<Snapshot> {
+    sessions
+        .get(&inst.puser)
+        .map(|s| inspector::snapshot(s, rows))
 }
 
 /// Kill `victims` through the held sessions (or report a dry run).
-pub fn kill(cfg: &Config, rules: &Rules, dry_run: bool, sessions: &mut Sessions, victims: &[Victim]) -> Vec<Outcome> {
+pub fn kill(
+    cfg: &Config,
+    rules: &Rules,
+    dry_run: bool,
+    sessions: &mut Sessions,
+    victims: &[Victim],
+) -> Vec<Outcome> {
     let auth_users: Vec<String> = cfg.auth.iter().map(|a| a.user.clone()).collect();
-    killer::kill_all(sessions, |u| cfg.password(u), &auth_users, victims, rules.mode, rules.kill_cmd, dry_run)
+    killer::kill_all(
+        sessions,
+        |u| cfg.password(u),
+        &auth_users,
+        victims,
+        rules.mode,
+        rules.kill_cmd,
+        dry_run,
+    )
 }
 
 /// A whole pass with the instance's rules (possibly overridden by the caller).
@@ -86,12 +126,21 @@ pub fn run(
     skip: &HashSet<u64>,
 ) -> Result<PassReport, PassError> {
     let scan = scan(cfg, inst, rules, sessions)?;
-    let victims: Vec<Victim> =
-        matcher::select_victims(&scan, rules).into_iter().filter(|v| !skip.contains(&v.row.id)).collect();
+    let victims: Vec<Victim> = matcher::select_victims(&scan, rules)
+        .into_iter()
+        .filter(|v| !skip.contains(&v.row.id))
+        .collect();
     if victims.is_empty() {
-        return Ok(PassReport { rows: scan.rows, ..PassReport::default() });
+        return Ok(PassReport {
+            rows: scan.rows,
+            ..PassReport::default()
+        });
     }
     let snapshot = take_snapshot(inst, sessions, &scan.rows);
     let outcomes = kill(cfg, rules, dry_run, sessions, &victims);
-    Ok(PassReport { rows: scan.rows, outcomes, snapshot })
+    Ok(PassReport {
+        rows: scan.rows,
+        outcomes,
+        snapshot,
+    })
 }

@@ -30,11 +30,26 @@ mod tests {
     #[test]
     fn masks_password_literals() {
         let cases = [
-            ("CREATE USER u IDENTIFIED BY 's3cret'", "CREATE USER u IDENTIFIED BY '***'"),
-            ("alter user 'u'@'%' identified by \"p'w\"", "alter user 'u'@'%' identified by '***'"),
-            ("SET PASSWORD FOR u = PASSWORD('abc')", "SET PASSWORD FOR u = PASSWORD('***')"),
-            ("CHANGE MASTER TO MASTER_PASSWORD='x\\'y', MASTER_USER='r'", "CHANGE MASTER TO MASTER_PASSWORD='***', MASTER_USER='r'"),
-            ("GRANT ALL ON *.* TO u IDENTIFIED WITH mysql_native_password AS '*ABC'", "GRANT ALL ON *.* TO u IDENTIFIED WITH mysql_native_password AS '***'"),
+            (
+                "CREATE USER u IDENTIFIED BY 's3cret'",
+                "CREATE USER u IDENTIFIED BY '***'",
+            ),
+            (
+                "alter user 'u'@'%' identified by \"p'w\"",
+                "alter user 'u'@'%' identified by '***'",
+            ),
+            (
+                "SET PASSWORD FOR u = PASSWORD('abc')",
+                "SET PASSWORD FOR u = PASSWORD('***')",
+            ),
+            (
+                "CHANGE MASTER TO MASTER_PASSWORD='x\\'y', MASTER_USER='r'",
+                "CHANGE MASTER TO MASTER_PASSWORD='***', MASTER_USER='r'",
+            ),
+            (
+                "GRANT ALL ON *.* TO u IDENTIFIED WITH mysql_native_password AS '*ABC'",
+                "GRANT ALL ON *.* TO u IDENTIFIED WITH mysql_native_password AS '***'",
+            ),
             ("select sleep(60) /* 中文 */", "select sleep(60) /* 中文 */"),
         ];
         for (input, want) in cases {

@@ -24,7 +24,9 @@ impl ProcRow {
     pub fn host_only(&self) -> &str {
         // An IPv6 host is shown as `[::1]:port` or bare; only strip a trailing `:digits`.
         match self.host.rsplit_once(':') {
-            Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => {
+            Some((h, p))
+                if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') =>
+            {
                 h.trim_start_matches('[').trim_end_matches(']')
             }
             _ => &self.host,
@@ -42,7 +44,11 @@ impl ProcRow {
             self.state.as_deref(),
             self.info.as_deref(),
         ];
-        let parts: Vec<&str> = fields.into_iter().flatten().filter(|s| !s.is_empty()).collect();
+        let parts: Vec<&str> = fields
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .collect();
         parts.join(" ")
     }
 

@@ -38,7 +38,9 @@ pub fn flavor_of(version: &str) -> Flavor {
     if version.to_ascii_lowercase().contains("mariadb") {
         return Flavor::MariaDb;
     }
-    let mut parts = version.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
     match (parts.next(), parts.next()) {
         (Some(major), _) if major >= 8 => Flavor::MySql8,
         (Some(5), Some(7)) => Flavor::MySql57,
@@ -49,9 +51,17 @@ pub fn flavor_of(version: &str) -> Flavor {
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("cannot connect to {addr} as {user}: {reason}")]
-    Connect { addr: String, user: String, reason: String },
+    Connect {
+        addr: String,
+        user: String,
+        reason: String,
+    },
     #[error("{addr} as {user}: {reason}")]
-    Query { addr: String, user: String, reason: String },
+    Query {
+        addr: String,
+        user: String,
+        reason: String,
+    },
 }
 
 /// Where and how to connect.
@@ -84,7 +94,11 @@ pub struct Session {
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Session({}@{} id={})", self.user, self.addr, self.conn_id)
+        write!(
+            f,
+            "Session({}@{} id={})",
+            self.user, self.addr, self.conn_id
+        )
     }
 }
 
@@ -108,7 +122,11 @@ pub fn error_code(e: &mysql::Error) -> Option<u16> {
 impl Session {
     pub fn open(target: &Target, user: &str, password: &Secret) -> Result<Session, SessionError> {
         let addr = target.addr();
-        let fail = |reason: String| SessionError::Connect { addr: addr.clone(), user: user.to_string(), reason };
+        let fail = |reason: String| SessionError::Connect {
+            addr: addr.clone(),
+            user: user.to_string(),
+            reason,
+        };
         let opts = OptsBuilder::new()
             .ip_or_hostname(Some(target.host.clone()))
             .tcp_port(target.port)
@@ -150,7 +168,11 @@ impl Session {
     }
 
     pub fn query_err(&self, e: &mysql::Error) -> SessionError {
-        SessionError::Query { addr: self.addr.clone(), user: self.user.clone(), reason: error_text(e) }
+        SessionError::Query {
+            addr: self.addr.clone(),
+            user: self.user.clone(),
+            reason: error_text(e),
+        }
     }
 
     /// True when the server still answers on this connection.
@@ -170,7 +192,12 @@ pub struct Slot {
 
 impl Slot {
     fn empty() -> Slot {
-        Slot { session: None, last_error: None, next_attempt: Instant::now(), backoff: Duration::ZERO }
+        Slot {
+            session: None,
+            last_error: None,
+            next_attempt: Instant::now(),
+            backoff: Duration::ZERO,
+        }
     }
 }
 
@@ -185,13 +212,20 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(target: Target) -> Sessions {
-        Sessions { target, slots: BTreeMap::new(), max_backoff: Duration::from_secs(30) }
+        Sessions {
+            target,
+            slots: BTreeMap::new(),
+            max_backoff: Duration::from_secs(30),
+        }
     }
 
     /// Open (or re-open, respecting the backoff) the session of `user`.
     /// Returns the session if one is live afterwards.
     pub fn ensure(&mut self, user: &str, password: &Secret) -> Option<&mut Session> {
-        let slot = self.slots.entry(user.to_string()).or_insert_with(Slot::empty);
+        let slot = self
+            .slots
+            .entry(user.to_string())
+            .or_insert_with(Slot::empty);
         if slot.session.is_none() && Instant::now() >= slot.next_attempt {
             match Session::open(&self.target, user, password) {
                 Ok(s) => {
@@ -208,7 +242,8 @@ impl Sessions {
                         log::warn!("{msg}");
                     }
                     slot.last_error = Some(msg);
-                    slot.backoff = (slot.backoff * 2).clamp(Duration::from_secs(1), self.max_backoff);
+                    slot.backoff =
+                        (slot.backoff * 2).clamp(Duration::from_secs(1), self.max_backoff);
                     slot.next_attempt = Instant::now() + slot.backoff;
                 }
             }
@@ -221,7 +256,11 @@ impl Sessions {
         for (user, slot) in self.slots.iter_mut() {
             if let Some(s) = slot.session.as_mut() {
                 if !s.ping() {
-                    log::warn!("{}: session of {user} (id {}) lost; will reconnect", s.addr, s.conn_id);
+                    log::warn!(
+                        "{}: session of {user} (id {}) lost; will reconnect",
+                        s.addr,
+                        s.conn_id
+                    );
                     slot.session = None;
                     slot.last_error = Some("connection lost".into());
                 }
@@ -233,7 +272,10 @@ impl Sessions {
     pub fn drop_session(&mut self, user: &str, reason: &str) {
         if let Some(slot) = self.slots.get_mut(user) {
             if slot.session.take().is_some() {
-                log::warn!("{}: session of {user} dropped: {reason}", self.target.addr());
+                log::warn!(
+                    "{}: session of {user} dropped: {reason}",
+                    self.target.addr()
+                );
             }
             slot.last_error = Some(reason.to_string());
         }
@@ -250,12 +292,20 @@ impl Sessions {
 
     /// Connection ids of every held session: never victims.
     pub fn own_ids(&self) -> std::collections::HashSet<u64> {
-        self.slots.values().filter_map(|s| s.session.as_ref()).map(|s| s.conn_id).collect()
+        self.slots
+            .values()
+            .filter_map(|s| s.session.as_ref())
+            .map(|s| s.conn_id)
+            .collect()
     }
 
     /// Users with a live session.
     pub fn connected_users(&self) -> Vec<String> {
-        self.slots.iter().filter(|(_, s)| s.session.is_some()).map(|(u, _)| u.clone()).collect()
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.session.is_some())
+            .map(|(u, _)| u.clone())
+            .collect()
     }
 
     /// Users without a live session, with the last error.
@@ -263,7 +313,14 @@ impl Sessions {
         self.slots
             .iter()
             .filter(|(_, s)| s.session.is_none())
-            .map(|(u, s)| (u.clone(), s.last_error.clone().unwrap_or_else(|| "not connected".into())))
+            .map(|(u, s)| {
+                (
+                    u.clone(),
+                    s.last_error
+                        .clone()
+                        .unwrap_or_else(|| "not connected".into()),
+                )
+            })
             .collect()
     }
 

@@ -1,0 +1,32 @@
+# mysqk developer entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+CARGO ?= cargo
+# Integration tests mostly wait on server-side timers (k_longtime, k_sleep),
+# so more test threads than cores shortens the run.
+TEST_THREADS ?= 4
+
+.PHONY: deps test lint demo bench
+
+## deps: install mariadb-server and aiosmtpd if missing (apt/pip as root)
+deps:
+	@scripts/deps.sh
+
+## test: unit, integration and doc tests against real MariaDB servers
+test: deps
+	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
+
+## lint: formatting and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## demo: throwaway MariaDB + connection storm + one `mysqk kill` pass
+demo: deps
+	$(CARGO) build --bins --examples
+	scripts/demo.sh
+
+## bench: benchmarks (scripts/bench.sh)
+bench:
+	@if [ -x scripts/bench.sh ]; then scripts/bench.sh; \
+	elif [ -f scripts/bench.sh ]; then bash scripts/bench.sh; \
+	else echo "bench: scripts/bench.sh does not exist yet" >&2; exit 1; fi
