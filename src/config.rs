@@ -983,6 +983,20 @@ dry_run=0
     }
 
     #[test]
+    fn shipped_example_loads() {
+        // The example carries placeholders for encrypted values; plain ones load with a warning.
+        let text = include_str!("../mysqk.ini.example").replace("enc:v1:REPLACE_ME", "pw");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.instances.len(), 2);
+        assert!(c.instance("crm0").unwrap().rules.users.contains("app1"));
+        assert!(
+            c.warnings.iter().all(|w| !w.contains("unknown key")),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
     fn comconfig_alias() {
         let c = parse(&ORIGINAL.replace("[db_commconfig]", "[db_comconfig]")).unwrap();
         assert_eq!(c.instances[0].puser, "ecuser");

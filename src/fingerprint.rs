@@ -13,18 +13,19 @@
 //!
 //! | input | pt-fingerprint | here |
 //! |---|---|---|
-//! | `select 1;` / trailing blanks | `select ?;` / `select ? ` | `select ?` |
+//! | `select 1;`, `select 1 -- c` | `select ?;`, `select ? ` | `select ?` (no trailing `;` or blank) |
 //! | `0x1F` (upper-case hex digits) | `?f` | `?` |
 //! | `X'cd'`, `N'text'`, `_utf8mb4'x'` | `x?`, `n?`, `_utf8mb4?` | `?` |
 //! | `'it''s'` (doubled quote) | `??` | `?` |
 //! | `a-1` (binary minus) | `a?` | `a-?` |
 //! | `5--3` (`--` not followed by a blank) | `?` (comment) | `?-?` (MySQL: not a comment) |
-//! | `a = 'x' -- it's` (quote in comment) | comment kept | comment removed |
-//! | `select/**/1` | `select1` | `select ?` (a comment separates tokens) |
+//! | `'x' -- it's` (quote in comment) | comment kept | comment removed |
+//! | `select/**/1`, `select/*x*/1` | `select/**/?`, `select1` | `select ?` (a comment separates tokens) |
 //! | `表1`, `列2` (non-ASCII identifiers) | `表?`, `列?` | kept |
 //! | `order by x, ascii` | `order by x,ii` | kept (`asc` must be a whole word) |
 //! | several `limit ?, ?` | first one only | all |
 //! | ``use `my db` `` | kept | `use ?` |
+//! | `2fa_codes` (identifier starting with digits) | `?_codes` | kept |
 
 use std::sync::OnceLock;
 
@@ -569,8 +570,8 @@ mod tests {
             "select * from t where a = 'it\\'s'",
             "select * from t where a = ?",
         ),
-        ("select /* hi */ 1 -- comment", "select ?"),
-        ("select 1 # hash", "select ?"),
+        ("select /* hi */ 1 -- comment\nfrom t", "select ? from t"),
+        ("select 1 # hash\n, 2", "select ? , ?"),
         (
             "select /*+ MAX_EXECUTION_TIME(1000) */ * from t",
             "select * from t",
@@ -628,49 +629,62 @@ mod tests {
             "percona-toolkit",
         ),
         ("select sleep(100)", "select sleep(?)"),
+        ("CALL   Foo (1)", "call foo (?)"), // no `(` glued to the name: not the call shortcut
         (
             "select * from t where md5 = 'deadbeef' and f(1) = 2",
             "select * from t where md5 = ? and f(?) = ?",
         ),
     ];
 
-    /// Where pt-fingerprint's regexes misfire (see the module docs); the
-    /// comment gives pt-fingerprint 3.2.1's output.
-    const DELIBERATE_DIFFERENCES: &[(&str, &str)] = &[
-        ("select 1;", "select ?"),      // pt: `select ?;`
-        ("select 1 ;  \n", "select ?"), // pt: `select ? ;`
-        ("select 1  ", "select ?"),     // pt: `select ? `
+    /// Where pt-fingerprint's regexes misfire (see the module docs):
+    /// `(input, ours, pt-fingerprint 3.2.1 --match-embedded-numbers)`.
+    const DELIBERATE_DIFFERENCES: &[(&str, &str, &str)] = &[
+        ("select 1;", "select ?", "select ?;"),
+        ("select 1 ;  \n", "select ?", "select ? ; "),
+        ("select 1  ", "select ?", "select ? "),
+        ("select /* hi */ 1 -- comment", "select ?", "select ? "),
+        ("select 1 # hash", "select ?", "select ? "),
         (
             "SELECT * FROM t1 WHERE id = 0x1F",
             "select * from t1 where id = ?",
-        ), // pt: `= ?f`
-        ("select X'CD', N'abc', _utf8mb4'x'", "select ?, ?, ?"), // pt: `x?, n?, _utf8mb?`
+            "select * from t1 where id = ?f",
+        ),
+        (
+            "select X'CD', N'abc', _utf8mb4'x'",
+            "select ?, ?, ?",
+            "select x?, n?, _utf8mb4?",
+        ),
         (
             "select * from t where a = 'it''s'",
             "select * from t where a = ?",
-        ), // pt: `= ??`
-        ("select a-1 from t", "select a-? from t"), // pt: `select a? from t`
-        ("select 5--3", "select ?-?"),  // pt: `select ?`
-        ("select 'x' -- it's", "select ?"), // pt: `select ? -- it?`
-        ("select/**/1", "select ?"),    // pt: `select1`
+            "select * from t where a = ??",
+        ),
+        ("select a-1 from t", "select a-? from t", "select a? from t"),
+        ("select 5--3", "select ?-?", "select ?"),
+        ("select 'x' -- it's", "select ?", "select ? -- it's"),
+        ("select/**/1", "select ?", "select/**/?"),
+        ("select/*x*/1", "select ?", "select1"),
         (
             "select 张三1 from 表1 where 列2 = 3",
             "select 张三1 from 表1 where 列2 = ?",
-        ), // pt: `张三?` ...
+            "select 张三? from 表? where 列? = ?",
+        ),
         (
             "select * from t order by x, ascii",
             "select * from t order by x, ascii",
-        ), // pt: `x,ii`
+            "select * from t order by x,ii",
+        ),
         (
             "select * from (select * from t limit 1, 2) x limit 3, 4",
             "select * from (select * from t limit ?) x limit ?",
-        ), // pt: second is `limit ?, ?`
-        ("USE `my db`", "use ?"),       // pt: use `my db`
+            "select * from (select * from t limit ?) x limit ?, ?",
+        ),
+        ("USE `my db`", "use ?", "use `my db`"),
         (
             "select * from 2fa_codes where code = 123456",
             "select * from 2fa_codes where code = ?",
-        ), // pt: `?_codes`
-        ("CALL   Foo (1)", "call foo (?)"), // pt: `call   foo (?)` (no `(` glued: not a call shortcut)
+            "select * from ?_codes where code = ?",
+        ),
     ];
 
     #[test]
@@ -683,8 +697,9 @@ mod tests {
 
     #[test]
     fn documented_differences_from_pt_fingerprint() {
-        for (input, want) in DELIBERATE_DIFFERENCES {
+        for (input, want, pt) in DELIBERATE_DIFFERENCES {
             assert_eq!(fingerprint(input), *want, "input: {input:?}");
+            assert_ne!(want, pt, "not a difference: {input:?}");
         }
     }
 

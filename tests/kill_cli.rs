@@ -41,10 +41,11 @@ impl Setup {
     /// An ini with instance `x` on the shared server; `kill` is the [db_commkill] body.
     fn ini(&self, commkill: &str, extra: &str) -> PathBuf {
         let text = format!(
-            "[db_info]\nx=127.0.0.1:{port}\n\n[db_auth]\n{a1}={pw}\n{a2}={pw}\n{m}={pw}\n\n\
+            "[settings]\nsnapshot_dir={snap}\n\n[db_info]\nx=127.0.0.1:{port}\n\n[db_auth]\n{a1}={pw}\n{a2}={pw}\n{m}={pw}\n\n\
              [db_commconfig]\ndb_puser={m}\nrun_max_count=999\ndry_run=0\n\n\
              [db_commkill]\n{commkill}\n\n{extra}\n",
             port = server().port(),
+            snap = self.dir.path().join("snapshots").display(),
             a1 = self.app1,
             a2 = self.app2,
             m = self.mon,
@@ -68,7 +69,7 @@ fn mysqk(args: &[&str]) -> Output {
     out
 }
 
-fn kill(ini: &PathBuf, extra: &[&str]) -> (i32, String) {
+fn kill(ini: &std::path::Path, extra: &[&str]) -> (i32, String) {
     let mut args = vec!["kill", "-c", ini.to_str().unwrap(), "--db", "x"];
     args.extend_from_slice(extra);
     let out = mysqk(&args);
@@ -344,7 +345,7 @@ fn unreachable_instance_exits_1_and_the_reachable_one_is_still_processed() {
 fn check_config_prints_effective_rules() {
     let t = Setup::new();
     let ini = t.ini(
-        &format!("k_user=all\nk_longtime=10   ; seconds\nk_sleep=0"),
+        "k_user=all\nk_longtime=10   ; seconds\nk_sleep=0",
         "[id_x]\nk_longtime=20",
     );
     let out = mysqk(&["check-config", "-c", ini.to_str().unwrap()]);

@@ -950,6 +950,55 @@ pub fn mysqk_bin() -> Command {
     cmd
 }
 
+/// A child process (e.g. `mysqk watch`) that is killed and reaped when
+/// dropped, so a failing test leaves nothing running. It also gets
+/// `PR_SET_PDEATHSIG`, so it dies if the spawning thread (the test) dies.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn spawn(cmd: &mut Command) -> ChildGuard {
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        ChildGuard(cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    /// Sends a signal, e.g. `libc::SIGTERM` for a clean stop.
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Waits up to `d` for the process to exit.
+    pub fn wait_timeout(&mut self, d: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + d;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait for child") {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `cmd` to completion, capturing stdout and stderr; kills it and
 /// panics (showing what it printed) if it takes longer than `timeout`.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
