@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::io::{IsTerminal, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,9 +11,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use regex::Regex;
 
+use crate::classes::{GroupBy, Pick};
 use crate::config::{self, Config, Instance};
 use crate::crypto;
+use crate::filters::{Column, Kind, FIELD_KEYS};
+use crate::jsonl::ThreadRecord;
 use crate::matcher::{Rules, UserFilter};
+use crate::offline;
 use crate::output;
 use crate::pass;
 use crate::session::{Sessions, Target};
@@ -43,12 +48,22 @@ pub struct Cli {
 pub enum Command {
     /// One pass on the named instances: print what matched and kill it (unless --dry-run).
     Kill(KillArgs),
+    /// Apply an instance's rules to a saved processlist and print what would be
+    /// killed and why, without connecting to anything.
+    Match(MatchArgs),
     /// Validate the config file and print the effective rules per instance.
     CheckConfig,
     /// Encrypt a password read from stdin (or a no-echo prompt) for the ini.
     EncryptPassword,
-    /// Print a new random key for MYSQK_KEY or key_file.
-    GenKey,
+    /// Print a new random key (64 hex digits, AES-256) for MYSQK_KEY or key_file.
+    GenKey(GenKeyArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GenKeyArgs {
+    /// Write the key to this new file (mode 0600, never overwritten) instead of stdout
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -56,27 +71,125 @@ pub struct KillArgs {
     /// Instances: dbid[,dbid...] or `all`
     #[arg(long = "db", required = true)]
     pub db: String,
-    /// Users whose threads may be killed: u1,u2 | all | none (overrides k_user)
-    #[arg(long)]
-    pub user: Option<String>,
     /// Report only: match and snapshot, never KILL
     #[arg(long)]
     pub dry_run: bool,
-    /// Seconds a non-Sleep thread may run (overrides k_longtime; 0 = off)
-    #[arg(long)]
-    pub longtime: Option<u64>,
-    /// Seconds a Sleep thread may idle (overrides k_sleep; 0 = off)
-    #[arg(long)]
-    pub sleep: Option<u64>,
-    /// Regex: matching threads are victims regardless of time (overrides k_include)
-    #[arg(long)]
-    pub include: Option<String>,
-    /// Regex: matching threads are never killed (overrides k_exclude)
-    #[arg(long)]
-    pub exclude: Option<String>,
     /// Only act inside the instance's run_time_window (as watch does)
     #[arg(long)]
     pub respect_window: bool,
+    /// One JSON object per matched thread on stdout, one per line (summaries go to stderr)
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub rules: RuleFlags,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct MatchArgs {
+    /// The instance whose effective rules apply
+    #[arg(long = "db", required = true)]
+    pub db: String,
+    /// Processlist dump (SHOW FULL PROCESSLIST as \G, boxed table or tab-separated); `-` = stdin
+    #[arg(long = "from", required = true, value_name = "DUMP")]
+    pub from: String,
+    /// One JSON object per matched thread on stdout, one per line
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub rules: RuleFlags,
+}
+
+/// Flags that replace one of the instance's `k_*` keys (`kill` and `match`).
+/// A regex flag given as "" turns that key off.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Rule overrides (each replaces the instance's k_* key)")]
+pub struct RuleFlags {
+    /// Users whose threads may be killed: u1,u2 | all | none (k_user)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Seconds a non-Sleep thread may run (k_longtime; 0 = off)
+    #[arg(long, value_name = "SECS")]
+    pub longtime: Option<u64>,
+    /// Seconds a Sleep thread may idle (k_sleep; 0 = off)
+    #[arg(long, value_name = "SECS")]
+    pub sleep: Option<u64>,
+    /// Regex: matching threads are victims regardless of time (k_include)
+    #[arg(long, value_name = "RE")]
+    pub include: Option<String>,
+    /// Regex: matching threads are never killed (k_exclude)
+    #[arg(long, value_name = "RE")]
+    pub exclude: Option<String>,
+    /// Only threads whose Command matches may be killed (k_match_command)
+    #[arg(long, value_name = "RE")]
+    pub match_command: Option<String>,
+    /// Only threads whose State matches (k_match_state)
+    #[arg(long, value_name = "RE")]
+    pub match_state: Option<String>,
+    /// Only threads whose db matches; NULL never matches (k_match_db)
+    #[arg(long, value_name = "RE")]
+    pub match_db: Option<String>,
+    /// Only threads whose Host, without the port, matches (k_match_host)
+    #[arg(long, value_name = "RE")]
+    pub match_host: Option<String>,
+    /// Only threads whose Info (statement) matches (k_match_info)
+    #[arg(long, value_name = "RE")]
+    pub match_info: Option<String>,
+    /// Never threads whose Command matches (k_ignore_command)
+    #[arg(long, value_name = "RE")]
+    pub ignore_command: Option<String>,
+    /// Never threads whose State matches (k_ignore_state)
+    #[arg(long, value_name = "RE")]
+    pub ignore_state: Option<String>,
+    /// Never threads whose db matches (k_ignore_db)
+    #[arg(long, value_name = "RE")]
+    pub ignore_db: Option<String>,
+    /// Never threads whose Host, without the port, matches (k_ignore_host)
+    #[arg(long, value_name = "RE")]
+    pub ignore_host: Option<String>,
+    /// Never threads whose Info matches (k_ignore_info)
+    #[arg(long, value_name = "RE")]
+    pub ignore_info: Option<String>,
+    /// Never threads whose User matches (k_ignore_user)
+    #[arg(long, value_name = "RE")]
+    pub ignore_user: Option<String>,
+    /// Group candidates into classes (k_group_by)
+    #[arg(long, value_name = "HOW", value_parser = ["none", "fingerprint", "info"])]
+    pub group_by: Option<String>,
+    /// A class is abnormal only with at least N threads (k_query_count; 0 = off)
+    #[arg(long, value_name = "N")]
+    pub query_count: Option<u64>,
+    /// ... only if some thread in it has run longer than N s (k_any_busy_time; 0 = off)
+    #[arg(long, value_name = "SECS")]
+    pub any_busy_time: Option<u64>,
+    /// ... only if every thread in it has run longer than N s (k_each_busy_time; 0 = off)
+    #[arg(long, value_name = "SECS")]
+    pub each_busy_time: Option<u64>,
+    /// Which threads of an abnormal class are killed (k_victims)
+    #[arg(long, value_name = "WHICH", value_parser = ["all", "oldest", "all-but-oldest"])]
+    pub victims: Option<String>,
+}
+
+impl RuleFlags {
+    /// The flag for one per-column key (`k_match_command` -> `--match-command`).
+    fn field(&self, kind: Kind, column: Column) -> Option<&String> {
+        use Column as C;
+        use Kind as K;
+        match (kind, column) {
+            (K::Match, C::Command) => self.match_command.as_ref(),
+            (K::Match, C::State) => self.match_state.as_ref(),
+            (K::Match, C::Db) => self.match_db.as_ref(),
+            (K::Match, C::Host) => self.match_host.as_ref(),
+            (K::Match, C::Info) => self.match_info.as_ref(),
+            (K::Ignore, C::Command) => self.ignore_command.as_ref(),
+            (K::Ignore, C::State) => self.ignore_state.as_ref(),
+            (K::Ignore, C::Db) => self.ignore_db.as_ref(),
+            (K::Ignore, C::Host) => self.ignore_host.as_ref(),
+            (K::Ignore, C::Info) => self.ignore_info.as_ref(),
+            (K::Ignore, C::User) => self.ignore_user.as_ref(),
+            // k_user (a list of names) plays pt-kill's --match-user.
+            (K::Match, C::User) => None,
+        }
+    }
 }
 
 /// Everything that ends a command, with its exit code.
@@ -149,16 +262,14 @@ pub fn main() -> ExitCode {
 pub fn run(cli: &Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Kill(args) => kill(cli, args),
+        Command::Match(args) => match_dump(cli, args),
         Command::CheckConfig => {
             let cfg = load_config(cli)?;
             print!("{}", config::describe(&cfg));
             Ok(0)
         }
         Command::EncryptPassword => encrypt_password(cli),
-        Command::GenKey => {
-            println!("{}", crypto::Key::generate().to_hex());
-            Ok(0)
-        }
+        Command::GenKey(args) => gen_key(args),
     }
 }
 
@@ -204,7 +315,7 @@ fn flag_regex(flag: &str, value: &str) -> Result<Option<Regex>, CliError> {
 }
 
 /// The instance's rules with the command-line flags applied on top.
-pub fn override_rules(cfg: &Config, base: &Rules, args: &KillArgs) -> Result<Rules, CliError> {
+pub fn override_rules(cfg: &Config, base: &Rules, args: &RuleFlags) -> Result<Rules, CliError> {
     let mut r = base.clone();
     if let Some(u) = &args.user {
         r.users = match u.trim() {
@@ -230,7 +341,71 @@ pub fn override_rules(cfg: &Config, base: &Rules, args: &KillArgs) -> Result<Rul
     if let Some(v) = &args.exclude {
         r.exclude = flag_regex("--exclude", v)?;
     }
+    for (key, kind, column) in FIELD_KEYS {
+        if let Some(v) = args.field(*kind, *column) {
+            let flag = format!("--{}", key.trim_start_matches("k_").replace('_', "-"));
+            r.fields.set(*kind, *column, flag_regex(&flag, v)?);
+        }
+    }
+    if let Some(v) = &args.group_by {
+        r.classes.group_by = GroupBy::parse(v)
+            .ok_or_else(|| CliError::Usage(format!("--group-by: `{v}` is not none, fingerprint or info")))?;
+    }
+    if let Some(v) = args.query_count {
+        r.classes.query_count = v;
+    }
+    if let Some(v) = args.any_busy_time {
+        r.classes.any_busy_time = v;
+    }
+    if let Some(v) = args.each_busy_time {
+        r.classes.each_busy_time = v;
+    }
+    if let Some(v) = &args.victims {
+        r.classes.victims = Pick::parse(v).ok_or_else(|| {
+            CliError::Usage(format!("--victims: `{v}` is not all, oldest or all-but-oldest"))
+        })?;
+    }
     Ok(r)
+}
+
+/// `mysqk match`: the instance's effective rules over a dump; never connects.
+fn match_dump(cli: &Cli, args: &MatchArgs) -> Result<u8, CliError> {
+    let cfg = load_config(cli)?;
+    let instances = select_instances(&cfg, &args.db)?;
+    let [inst] = instances.as_slice() else {
+        return Err(CliError::Usage(
+            "match: --db takes one instance (a dump comes from one server)".into(),
+        ));
+    };
+    let rules = override_rules(&cfg, &inst.rules, &args.rules)?;
+    let bad_input = |e: offline::OfflineError| CliError::Usage(e.to_string());
+    let (name, text) = offline::read_source(&args.from).map_err(bad_input)?;
+    let rows = offline::parse(&name, &text).map_err(bad_input)?;
+    let scanned = rows.len();
+    let victims = offline::evaluate(rows, &rules);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for note in offline::notes(&rules) {
+        eprintln!("{note}");
+    }
+    if args.json {
+        for line in offline::json_lines(&inst.dbid, &victims, &rules) {
+            let _ = writeln!(out, "{line}");
+        }
+        return Ok(0);
+    }
+    if !victims.is_empty() {
+        let _ = write!(out, "{}", offline::table(&victims, &rules, 60));
+    }
+    let _ = writeln!(
+        out,
+        "{}: {} threads in {}, {} would be killed (offline match: nothing was killed)",
+        inst.dbid,
+        scanned,
+        name,
+        victims.len()
+    );
+    Ok(0)
 }
 
 pub fn target(cfg: &Config, inst: &Instance) -> Target {
@@ -255,7 +430,7 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
     let instances = select_instances(&cfg, &args.db)?;
     let mut plans = Vec::new();
     for inst in instances {
-        plans.push((inst, override_rules(&cfg, &inst.rules, args)?));
+        plans.push((inst, override_rules(&cfg, &inst.rules, &args.rules)?));
     }
     // Instances run in parallel so an unreachable one costs at most its connect timeout.
     let runs: Vec<InstanceRun> = std::thread::scope(|scope| {
@@ -308,19 +483,35 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
     let mut failed = false;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    // With --json, stdout carries only JSON lines; what people read goes to stderr.
+    let mut stderr = std::io::stderr();
+    let json = args.json;
+    let human = |out: &mut std::io::StdoutLock, err: &mut std::io::Stderr, text: String| {
+        let _ = if json {
+            err.write_all(text.as_bytes())
+        } else {
+            out.write_all(text.as_bytes())
+        };
+    };
+    let ts = chrono::Local::now();
     for run in runs {
         if let Some(why) = &run.skipped {
-            let _ = writeln!(out, "{}: skipped ({why})", run.dbid);
+            human(&mut out, &mut stderr, format!("{}: skipped ({why})\n", run.dbid));
             continue;
         }
         match run.result {
             Err(e) => {
                 failed = true;
-                let _ = writeln!(out, "{}: ERROR {}", run.dbid, e);
+                human(&mut out, &mut stderr, format!("{}: ERROR {}\n", run.dbid, e));
                 log::error!("{e}");
             }
             Ok(mut report) => {
-                if !report.outcomes.is_empty() {
+                if json {
+                    for o in &report.outcomes {
+                        let rec = ThreadRecord::from_outcome(ts, &run.dbid, o, run.dry_run);
+                        let _ = writeln!(out, "{}", rec.to_line());
+                    }
+                } else if !report.outcomes.is_empty() {
                     let _ = write!(out, "{}", output::outcomes_table(&report.outcomes, 60));
                 }
                 for o in &report.outcomes {
@@ -357,9 +548,8 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                     .filter(|o| o.result.is_failure())
                     .count();
                 failed |= fails > 0;
-                let _ = writeln!(
-                    out,
-                    "{}: {} threads scanned, {} matched, {}{} killed, {} gone, {} no session, {} failed",
+                human(&mut out, &mut stderr, format!(
+                    "{}: {} threads scanned, {} matched, {}{} killed, {} gone, {} no session, {} failed\n",
                     run.dbid,
                     report.rows.len(),
                     report.outcomes.len(),
@@ -368,7 +558,7 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                     gone,
                     nosession,
                     fails
-                );
+                ));
             }
         }
     }
@@ -377,29 +567,67 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
     Ok(if failed { 1 } else { 0 })
 }
 
+fn gen_key(args: &GenKeyArgs) -> Result<u8, CliError> {
+    let key = crypto::Key::try_generate().map_err(|e| CliError::Runtime(e.to_string()))?;
+    let Some(path) = &args.output else {
+        println!("{}", key.to_hex());
+        return Ok(0);
+    };
+    // create_new + 0600: a key file is never replaced by accident (values
+    // encrypted with the old key would become unreadable) nor born readable
+    // by others, whatever the umask.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", path.display())))?;
+    writeln!(f, "{}", key.to_hex())
+        .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", path.display())))?;
+    eprintln!(
+        "mysqk: key (id {}) written to {}; set [settings] key_file={} or MYSQK_KEY",
+        key.id(),
+        path.display(),
+        path.display()
+    );
+    Ok(0)
+}
+
 fn encrypt_password(cli: &Cli) -> Result<u8, CliError> {
-    let key_file = cli
-        .config
-        .as_ref()
-        .or(Some(&config_path(cli)))
-        .filter(|p| p.exists())
-        .and_then(|p| Config::load(p).ok())
-        .and_then(|c| c.settings.key_file);
-    let env_key = std::env::var("MYSQK_KEY").ok();
-    let key =
-        match crypto::load_key(
-            env_key.as_deref().filter(|k| !k.trim().is_empty()),
-            key_file.as_deref(),
-        ) {
-            Ok(Some((k, _))) => k,
-            Ok(None) => return Err(CliError::Usage(
+    let env_key = std::env::var(crypto::KEY_ENV)
+        .ok()
+        .filter(|k| !k.trim().is_empty());
+    // Without MYSQK_KEY, only `[settings] key_file` is read from the config:
+    // its other values may be encrypted with the very key we need here.
+    let key_file = if env_key.is_some() {
+        None
+    } else {
+        let path = config_path(cli);
+        if path.exists() {
+            Config::key_file_of(&path)?
+        } else if cli.config.is_some() {
+            return Err(CliError::Usage(format!(
+                "{}: no such config file (it is read for [settings] key_file)",
+                path.display()
+            )));
+        } else {
+            None
+        }
+    };
+    let (key, source) = match crypto::load_key(env_key.as_deref(), key_file.as_deref()) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Err(CliError::Usage(
                 "no key: set MYSQK_KEY or [settings] key_file (create one with `mysqk gen-key`)"
                     .into(),
-            )),
-            Err(e) => return Err(CliError::Usage(format!("cannot load the key: {e}"))),
-        };
+            ))
+        }
+        Err(e) => return Err(CliError::Usage(format!("cannot load the key: {e}"))),
+    };
     let password = read_password()?;
-    println!("{}", crypto::encrypt(&key, &password));
+    let value = crypto::try_encrypt(&key, &password).map_err(|e| CliError::Runtime(e.to_string()))?;
+    log::info!("encrypted with the key from {source} (id {})", key.id());
+    println!("{value}");
     Ok(0)
 }
 

@@ -13,7 +13,9 @@ use chrono::NaiveTime;
 use configparser::ini::Ini;
 use regex::Regex;
 
-use crate::crypto::{self, Key, Secret};
+use crate::classes::{ClassRules, GroupBy, Pick};
+use crate::crypto::{self, CryptoError, Key, KeySource, Secret};
+use crate::filters::{FieldFilters, FIELD_KEYS};
 use crate::matcher::{KillCmd, KillMode, Rules, UserFilter};
 
 /// A config problem, located as precisely as we can: file, line, section, key, value.
@@ -199,6 +201,19 @@ impl Config {
     pub fn parse(path: &Path, text: &str, env_key: Option<&str>) -> Result<Config, ConfigError> {
         Resolver::new(path, text)?.resolve(env_key)
     }
+
+    /// Only `[settings] key_file`, without decrypting anything:
+    /// `encrypt-password` needs the key before the file's passwords are usable.
+    pub fn key_file_of(path: &Path) -> Result<Option<PathBuf>, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            section: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Ok(Resolver::new(path, &text)?.settings()?.key_file)
+    }
 }
 
 const KNOWN_KILL_KEYS: &[&str] = &[
@@ -211,6 +226,24 @@ const KNOWN_KILL_KEYS: &[&str] = &[
     "k_mode",
     "k_kill_cmd",
     "k_killed_report",
+    // Per-column filters (pt-kill's --match-* / --ignore-*): crate::filters::FIELD_KEYS.
+    "k_match_command",
+    "k_match_state",
+    "k_match_db",
+    "k_match_host",
+    "k_match_info",
+    "k_ignore_command",
+    "k_ignore_state",
+    "k_ignore_db",
+    "k_ignore_host",
+    "k_ignore_info",
+    "k_ignore_user",
+    // Query pile-ups (pt-kill's --group-by, class matches, --victims): crate::classes.
+    "k_group_by",
+    "k_query_count",
+    "k_any_busy_time",
+    "k_each_busy_time",
+    "k_victims",
 ];
 const INSTANCE_CONFIG_KEYS: &[&str] = &["dry_run", "run_time_window", "db_puser"];
 const KNOWN_SETTINGS: &[&str] = &[
@@ -561,44 +594,74 @@ impl Resolver {
         })
     }
 
+    /// The first encrypted value in file order, as (section, key): where a
+    /// missing or unusable key is reported.
+    fn first_encrypted(&self) -> Option<(String, String)> {
+        ["db_auth", "mail_config"].iter().find_map(|sec| {
+            self.order.get(*sec)?.iter().find_map(|k| {
+                self.get(sec, k)
+                    .filter(|v| crypto::is_encrypted(v.trim()))
+                    .map(|_| (sec.to_string(), k.clone()))
+            })
+        })
+    }
+
     fn key(
         &self,
         env_key: Option<&str>,
         key_file: Option<&Path>,
-    ) -> Result<Option<Key>, ConfigError> {
-        let needs_key = ["db_auth", "mail_config"].iter().any(|sec| {
-            self.map
-                .get(*sec)
-                .is_some_and(|m| m.values().any(|v| crypto::is_encrypted(v)))
-        });
-        if !needs_key {
+    ) -> Result<Option<(Key, KeySource)>, ConfigError> {
+        let Some((sec, name)) = self.first_encrypted() else {
             return Ok(None);
-        }
+        };
         match crypto::load_key(env_key.filter(|k| !k.trim().is_empty()), key_file) {
-            Ok(Some((key, _source))) => Ok(Some(key)),
-            Ok(None) => Err(self.err(
-                "settings",
-                "key_file",
-                "encrypted passwords need a key: set MYSQK_KEY or [settings] key_file".into(),
-            )),
-            Err(e) => Err(self.err("settings", "key_file", format!("cannot load the key: {e}"))),
+            Ok(found) => found.map(Some).ok_or_else(|| {
+                self.err(
+                    &sec,
+                    &name,
+                    "encrypted password but no key: set MYSQK_KEY or [settings] key_file \
+                     (the key it was encrypted with; see `mysqk gen-key`)"
+                        .into(),
+                )
+            }),
+            // A bad key file is the key_file line's problem; a bad MYSQK_KEY
+            // has no line, so point at the value that needs it.
+            Err(
+                e @ (CryptoError::KeyFileRead { .. }
+                | CryptoError::InvalidKeyIn {
+                    origin: KeySource::File(_),
+                    ..
+                }),
+            ) => Err(self.err("settings", "key_file", format!("cannot load the key: {e}"))),
+            Err(e) => Err(self.err(&sec, &name, format!("cannot load the key: {e}"))),
         }
     }
 
     fn secret(
         &mut self,
-        key: Option<&Key>,
+        key: Option<&(Key, KeySource)>,
         section: &str,
         name: &str,
         value: &str,
     ) -> Result<Secret, ConfigError> {
         if crypto::is_encrypted(value) {
-            let Some(key) = key else {
+            let Some((key, source)) = key else {
                 return Err(self.err(section, name, "encrypted value but no key".into()));
             };
-            crypto::decrypt(key, value)
-                .map(Secret::new)
-                .map_err(|e| self.err(section, name, format!("cannot decrypt: {e}")))
+            // Reads "[db_auth] app1: wrong key: ..."; the crypto errors never
+            // carry plaintext or key material.
+            crypto::decrypt(key, value).map(Secret::new).map_err(|e| {
+                let msg = match (&e, crypto::encrypted_key_id(value)) {
+                    (CryptoError::WrongKey, Some(id)) => format!(
+                        "wrong key: this value was encrypted with key id {id}, but the key from \
+                         {source} has id {}; use that key, or re-encrypt the password with \
+                         `mysqk encrypt-password`",
+                        key.id()
+                    ),
+                    _ => e.to_string(),
+                };
+                self.err(section, name, msg)
+            })
         } else {
             if !value.is_empty() {
                 let line = self
@@ -615,7 +678,7 @@ impl Resolver {
         }
     }
 
-    fn auth(&mut self, key: Option<&Key>) -> Result<Vec<Auth>, ConfigError> {
+    fn auth(&mut self, key: Option<&(Key, KeySource)>) -> Result<Vec<Auth>, ConfigError> {
         let users: Vec<String> = self.order.get("db_auth").cloned().unwrap_or_default();
         let mut out = Vec::new();
         for user in users {
@@ -627,7 +690,7 @@ impl Resolver {
         Ok(out)
     }
 
-    fn mail(&mut self, key: Option<&Key>) -> Result<MailConfig, ConfigError> {
+    fn mail(&mut self, key: Option<&(Key, KeySource)>) -> Result<MailConfig, ConfigError> {
         let s = "mail_config";
         let get = |k: &str| {
             self.get(s, k)
@@ -683,6 +746,17 @@ impl Resolver {
         }
         let user = get("mail_user");
         let from = get("mail_from");
+        // A mistyped address would otherwise show up only as a log line at
+        // the first incident; `Name <a@b>` is accepted too.
+        let addresses = receivers
+            .iter()
+            .map(|r| ("mail_receiver", r))
+            .chain(from.iter().map(|f| ("mail_from", f)));
+        for (k, a) in addresses {
+            if let Err(e) = a.parse::<lettre::message::Mailbox>() {
+                return Err(self.err(s, k, format!("`{a}` is not a mail address ({e})")));
+            }
+        }
         let pass_raw = get("mail_pass");
         let interval = Duration::from_secs(self.num_or(s, "mail_interval", 60)?);
         let pass = match pass_raw {
@@ -799,6 +873,37 @@ impl Resolver {
                 }
             },
         };
+        let mut fields = FieldFilters::default();
+        for (key, kind, column) in FIELD_KEYS {
+            fields.set(*kind, *column, re(key)?);
+        }
+        let group_by = match kill("k_group_by") {
+            None => GroupBy::None,
+            Some((s, v)) => GroupBy::parse(v).ok_or_else(|| {
+                self.err(
+                    s,
+                    "k_group_by",
+                    format!("`{}` is not none, fingerprint or info", v.trim()),
+                )
+            })?,
+        };
+        let victims = match kill("k_victims") {
+            None => Pick::All,
+            Some((s, v)) => Pick::parse(v).ok_or_else(|| {
+                self.err(
+                    s,
+                    "k_victims",
+                    format!("`{}` is not all, oldest or all-but-oldest", v.trim()),
+                )
+            })?,
+        };
+        let classes = ClassRules {
+            group_by,
+            query_count: num("k_query_count", 0)?,
+            any_busy_time: num("k_any_busy_time", 0)?,
+            each_busy_time: num("k_each_busy_time", 0)?,
+            victims,
+        };
         let rules = Rules {
             users,
             longtime: num("k_longtime", 10)?,
@@ -809,6 +914,8 @@ impl Resolver {
             mode,
             kill_cmd,
             killed_report: num("k_killed_report", 10)?,
+            fields,
+            classes,
         };
         Ok(Instance {
             dbid: dbid.to_string(),
@@ -872,7 +979,28 @@ pub fn describe(cfg: &Config) -> String {
     out.push_str(&format!(
         "mail: {}\n",
         if cfg.mail.enabled() {
-            format!("to {}", cfg.mail.receivers.join(", "))
+            let m = &cfg.mail;
+            // Never the password itself: only whether one is set.
+            format!(
+                "to {} via {}:{} tls={} login={} interval={}s",
+                m.receivers.join(", "),
+                m.host.as_deref().unwrap_or("-"),
+                m.port
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| if m.tls == MailTls::Tls { "465" } else { "25" }.into()),
+                match m.tls {
+                    MailTls::Opportunistic => "starttls-if-offered",
+                    MailTls::StartTls => "starttls",
+                    MailTls::Tls => "tls",
+                    MailTls::None => "none",
+                },
+                match (&m.user, m.pass.as_ref().is_some_and(|p| !p.is_empty())) {
+                    (Some(u), true) => format!("{u} (password set)"),
+                    (Some(u), false) => format!("{u} (no password)"),
+                    (None, _) => "none".into(),
+                },
+                m.interval.as_secs()
+            )
         } else {
             "off".into()
         }
@@ -904,6 +1032,13 @@ pub fn describe(cfg: &Config) -> String {
             re(&r.exclude),
             r.mode,
             r.kill_cmd,
+        ));
+        out.push_str(&format!(
+            "  filters: {}
+  classes: {}
+",
+            r.fields.describe(),
+            r.classes.describe()
         ));
     }
     out
@@ -1087,6 +1222,63 @@ dry_run=0
     }
 
     #[test]
+    fn pt_kill_keys_parse_layer_and_are_known() {
+        use crate::filters::{Column, Kind};
+        let text = ORIGINAL.replace(
+            "k_include=select sleep\\(17\\)",
+            "k_include=select sleep\\(17\\)\nk_match_command=^(Query|Execute)$\nk_ignore_user=^bi_\n\
+             k_ignore_host=^10\\.9\\.\nk_group_by=fingerprint\nk_query_count=10\nk_any_busy_time=5\n\
+             k_victims=all-but-oldest",
+        ) + "k_match_db=^crm\nk_match_command=\nk_group_by=none\nk_each_busy_time=3\n";
+        let c = parse(&text).unwrap();
+        assert!(
+            c.warnings.iter().all(|w| !w.contains("unknown key")),
+            "{:?}",
+            c.warnings
+        );
+        // [id_crm1] (last section) adds k_match_db, clears k_match_command, regroups.
+        let crm1 = &c.instance("crm1").unwrap().rules;
+        assert!(crm1.fields.get(Kind::Match, Column::Command).is_none());
+        assert_eq!(crm1.fields.get(Kind::Match, Column::Db).unwrap().as_str(), "^crm");
+        assert_eq!(crm1.fields.get(Kind::Ignore, Column::User).unwrap().as_str(), "^bi_");
+        assert_eq!(crm1.classes.group_by, GroupBy::None);
+        assert_eq!(crm1.classes.each_busy_time, 3);
+        assert_eq!(crm1.classes.query_count, 10);
+        let crm0 = &c.instance("crm0").unwrap().rules;
+        assert_eq!(
+            crm0.fields.get(Kind::Match, Column::Command).unwrap().as_str(),
+            "^(Query|Execute)$"
+        );
+        assert_eq!(crm0.classes.group_by, GroupBy::Fingerprint);
+        assert_eq!(crm0.classes.victims, Pick::AllButOldest);
+        assert_eq!(crm0.classes.any_busy_time, 5);
+        let d = describe(&c);
+        assert!(d.contains("k_match_command=/^(Query|Execute)$/"), "{d}");
+        assert!(d.contains("k_group_by=fingerprint k_query_count=10 k_any_busy_time=5 k_each_busy_time=0 k_victims=all-but-oldest"), "{d}");
+    }
+
+    #[test]
+    fn pt_kill_keys_bad_values_are_located() {
+        let with = |line: &str| {
+            parse(&ORIGINAL.replace("k_sleep=0", &format!("k_sleep=0\n{line}")))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = with("k_match_info=(");
+        assert!(e.contains("t.ini:31: [db_commkill] k_match_info: invalid regex `(`"), "{e}");
+        let e = with("k_ignore_user=[");
+        assert!(e.contains("[db_commkill] k_ignore_user: invalid regex"), "{e}");
+        let e = with("k_group_by=user");
+        assert!(e.contains("k_group_by: `user` is not none, fingerprint or info"), "{e}");
+        let e = with("k_victims=newest");
+        assert!(e.contains("k_victims: `newest` is not all, oldest or all-but-oldest"), "{e}");
+        let e = with("k_query_count=many");
+        assert!(e.contains("[db_commkill] k_query_count: `many`"), "{e}");
+        let e = with("k_each_busy_time=-1");
+        assert!(e.contains("k_each_busy_time: `-1`"), "{e}");
+    }
+
+    #[test]
     fn plain_passwords_warn_once_each() {
         let c = parse(ORIGINAL).unwrap();
         let n = c
@@ -1099,5 +1291,118 @@ dry_run=0
             .warnings
             .iter()
             .all(|w| !w.contains("pw1") && !w.contains("xxxxxx")));
+    }
+
+    /// ORIGINAL with `app1` and `mail_pass` encrypted under `key`.
+    fn encrypted(key: &Key) -> String {
+        ORIGINAL
+            .replace("app1=pw2", &format!("app1={}", crypto::encrypt(key, "pw2")))
+            .replace(
+                "mail_pass=xxxxxx",
+                &format!("mail_pass={}", crypto::encrypt(key, "mail-secret")),
+            )
+    }
+
+    #[test]
+    fn encrypted_values_decrypt_with_the_right_key() {
+        let k = Key::from_bytes([7; 32]);
+        let c = Config::parse(Path::new("t.ini"), &encrypted(&k), Some(&k.to_hex())).unwrap();
+        assert_eq!(c.password("app1").unwrap().expose(), "pw2");
+        assert_eq!(c.mail.pass.as_ref().unwrap().expose(), "mail-secret");
+        // Only the one remaining plain value warns.
+        let plain: Vec<&String> = c
+            .warnings
+            .iter()
+            .filter(|w| w.contains("plain-text password"))
+            .collect();
+        assert_eq!(plain.len(), 1, "{plain:?}");
+        assert!(plain[0].contains("[db_auth] ecuser"), "{plain:?}");
+    }
+
+    #[test]
+    fn key_problems_each_have_their_own_message() {
+        let k = Key::from_bytes([7; 32]);
+        let other = Key::from_bytes([8; 32]);
+        let text = encrypted(&k);
+        let e = Config::parse(Path::new("t.ini"), &text, Some(&other.to_hex()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.ini:16: [db_auth] app1: wrong key: "), "{e}");
+        assert!(e.contains(&k.id()) && e.contains(&other.id()), "{e}");
+        assert!(e.contains("environment variable MYSQK_KEY"), "{e}");
+
+        let e = Config::parse(Path::new("t.ini"), &text, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("t.ini:16: [db_auth] app1: encrypted password but no key: set MYSQK_KEY"),
+            "{e}"
+        );
+
+        let value = crypto::encrypt(&k, "pw2");
+        let body = value.strip_prefix("enc:v1:").unwrap();
+        let flip = if body.starts_with('A') { "B" } else { "A" };
+        let tampered = format!("enc:v1:{flip}{}", &body[1..]);
+        let e = Config::parse(
+            Path::new("t.ini"),
+            &ORIGINAL.replace("app1=pw2", &format!("app1={tampered}")),
+            Some(&k.to_hex()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("t.ini:16: [db_auth] app1: encrypted value was modified"),
+            "{e}"
+        );
+
+        let truncated = &value[..value.len() - 8];
+        let e = Config::parse(
+            Path::new("t.ini"),
+            &ORIGINAL.replace("app1=pw2", &format!("app1={truncated}")),
+            Some(&k.to_hex()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("t.ini:16: [db_auth] app1: corrupt encrypted value"),
+            "{e}"
+        );
+
+        let e = Config::parse(Path::new("t.ini"), &text, Some("not-a-key"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[db_auth] app1: cannot load the key: invalid key in environment variable MYSQK_KEY"),
+            "{e}"
+        );
+        assert!(!e.contains("not-a-key"), "{e}");
+    }
+
+    #[test]
+    fn bad_mail_addresses_are_config_errors() {
+        let with = |line: &str| {
+            parse(&ORIGINAL.replace("mail_receiver=", line))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = with("mail_receiver=dba@example.com, not an address");
+        assert!(
+            e.contains("[mail_config] mail_receiver: `not an address` is not a mail address"),
+            "{e}"
+        );
+        let e = with("mail_receiver=dba@example.com\nmail_from=@@");
+        assert!(e.contains("[mail_config] mail_from: `@@`"), "{e}");
+        let c = parse(&ORIGINAL.replace(
+            "mail_receiver=",
+            "mail_receiver=DBA <dba@example.com>; ops@example.com\nmail_tls=tls",
+        ))
+        .unwrap();
+        assert_eq!(c.mail.receivers.len(), 2);
+        let d = describe(&c);
+        assert!(
+            d.contains("mail: to DBA <dba@example.com>, ops@example.com via smtp.exmail.qq.com:465 tls=tls login=xxx@ecqun.com (password set) interval=60s"),
+            "{d}"
+        );
+        assert!(!d.contains("xxxxxx"), "{d}");
     }
 }

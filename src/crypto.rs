@@ -180,6 +180,7 @@ impl Key {
     /// # Panics
     /// If the OS random generator fails, which on Linux only happens on a
     /// broken system; see [`Key::try_generate`] to handle it.
+    #[must_use]
     pub fn generate() -> Key {
         match Key::try_generate() {
             Ok(k) => k,
@@ -195,12 +196,14 @@ impl Key {
     }
 
     /// The key as 64 lowercase hex digits (to write a key file).
+    #[must_use]
     pub fn to_hex(&self) -> String {
         to_hex(&self.0)
     }
 
     /// A short public identifier of the key (8 hex digits), stored in every
     /// value it encrypts. Safe to print; it does not reveal the key.
+    #[must_use]
     pub fn id(&self) -> String {
         to_hex(&self.keys().id)
     }
@@ -307,14 +310,17 @@ fn key_file_warning(path: &Path, mode: u32) -> Option<String> {
 }
 
 /// True when the value is in encrypted form (any version).
+#[must_use]
 pub fn is_encrypted(value: &str) -> bool {
-    value.starts_with(ENC_PREFIX)
+    // Same leniency as `decrypt`, so the two never disagree about a value.
+    value.trim_start().starts_with(ENC_PREFIX)
 }
 
 /// Encrypt a password into `enc:v1:...` with a fresh random IV.
 ///
 /// # Panics
 /// If the OS random generator fails; see [`try_encrypt`] to handle it.
+#[must_use]
 pub fn encrypt(key: &Key, plain: &str) -> String {
     match try_encrypt(key, plain) {
         Ok(v) => v,
@@ -347,6 +353,7 @@ fn encrypt_with_iv(key: &Key, plain: &str, iv: &[u8; IV_LEN]) -> String {
 
 /// The key id a v1 value was encrypted with, to compare with [`Key::id`]
 /// in a "wrong key" message. `None` if the value is not a readable v1 value.
+#[must_use]
 pub fn encrypted_key_id(value: &str) -> Option<String> {
     let payload = split_v1(value).ok()?;
     let end = payload.len() - TAG_LEN;
@@ -417,7 +424,7 @@ fn split_v1(value: &str) -> Result<Vec<u8>, CryptoError> {
         CryptoError::Corrupt("payload is not valid base64 (truncated or edited?)".into())
     })?;
     let min = IV_LEN + BLOCK + TRAILER_LEN;
-    if payload.len() < min || (payload.len() - IV_LEN - TRAILER_LEN) % BLOCK != 0 {
+    if payload.len() < min || !(payload.len() - IV_LEN - TRAILER_LEN).is_multiple_of(BLOCK) {
         return Err(CryptoError::Corrupt(format!(
             "payload is {} bytes, expected {min} + a multiple of {BLOCK} (truncated or edited?)",
             payload.len()
@@ -442,6 +449,7 @@ impl Secret {
     }
 
     /// The password itself; call only where it is handed to the server/SMTP.
+    #[must_use]
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -676,6 +684,8 @@ mod tests {
     fn surrounding_whitespace_is_tolerated() {
         let k = key(7);
         let enc = encrypt(&k, "pw");
+        assert!(is_encrypted(&format!("  {enc}")));
+        assert!(!is_encrypted("plain"));
         assert_eq!(decrypt(&k, &format!("  {enc}\n")).expect("decrypts"), "pw");
     }
 

@@ -16,7 +16,7 @@
 //! | `select 1;`, `select 1 -- c` | `select ?;`, `select ? ` | `select ?` (no trailing `;` or blank) |
 //! | `0x1F` (upper-case hex digits) | `?f` | `?` |
 //! | `X'cd'`, `N'text'`, `_utf8mb4'x'` | `x?`, `n?`, `_utf8mb4?` | `?` |
-//! | `'it''s'` (doubled quote) | `??` | `?` |
+//! | `'it''s'` (doubled quote), `'\\'` (escaped backslash) | `??`, `'\` | `?` |
 //! | `a-1` (binary minus) | `a?` | `a-?` |
 //! | `5--3` (`--` not followed by a blank) | `?` (comment) | `?-?` (MySQL: not a comment) |
 //! | `'x' -- it's` (quote in comment) | comment kept | comment removed |
@@ -32,6 +32,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 /// Fingerprint of one SQL statement (see the module notes).
+#[must_use]
 pub fn fingerprint(sql: &str) -> String {
     if let Some(special) = special_case(sql) {
         return special;
@@ -50,7 +51,7 @@ pub fn fingerprint(sql: &str) -> String {
     drop_order_by_asc(&q)
 }
 
-static MYSQLDUMP: &str = "SELECT /*!40001 SQL_NO_CACHE */ * FROM `";
+const MYSQLDUMP: &str = "SELECT /*!40001 SQL_NO_CACHE */ * FROM `";
 static PT_TOOL: OnceLock<Regex> = OnceLock::new();
 static CALL: OnceLock<Regex> = OnceLock::new();
 static USE: OnceLock<Regex> = OnceLock::new();
@@ -443,6 +444,10 @@ fn collapse_unions(q: &str) -> String {
             continue;
         }
         for &u in unions.iter().filter(|&&u| u >= start + "select ".len()) {
+            if u - start > q.len() - u {
+                // The group no longer fits after this union, nor after later ones.
+                break;
+            }
             let group = &bytes[start..u];
             let mut p = u;
             let mut last_sep = None;
@@ -680,6 +685,11 @@ mod tests {
             "select * from (select * from t limit ?) x limit ?, ?",
         ),
         ("USE `my db`", "use ?", "use `my db`"),
+        (
+            "select * from t where a like 'x' escape '\\\\'",
+            "select * from t where a like ? escape ?",
+            "select * from t where a like ? escape '\\",
+        ),
         (
             "select * from 2fa_codes where code = 123456",
             "select * from 2fa_codes where code = ?",

@@ -1,10 +1,14 @@
 //! Reads server state: the processlist, InnoDB lock waits, and the snapshot
 //! taken before any kill. Read-only; every query runs on a held session.
 
+use std::collections::HashMap;
+
 use mysql::prelude::Queryable;
 use mysql::{Row, Value};
 
 use crate::matcher::LockWait;
+use crate::mdl;
+use crate::verify::TrxFacts;
 use crate::row::ProcRow;
 use crate::session::{Flavor, Session, SessionError};
 
@@ -110,6 +114,184 @@ pub fn lock_waits(s: &mut Session) -> Result<Vec<LockWait>, SessionError> {
         .collect())
 }
 
+/// `INNODB_TRX` facts of the given threads (why a killed thread is still
+/// there: `ROLLING BACK`, rows left to undo). Threads without a transaction
+/// are absent from the map.
+pub fn trx_facts(s: &mut Session, ids: &[u64]) -> Result<HashMap<u64, TrxFacts>, SessionError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+    let sql = format!(
+        "SELECT trx_mysql_thread_id, trx_state, trx_rows_modified, trx_operation_state \
+         FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id IN ({})",
+        list.join(",")
+    );
+    let rows: Vec<Row> = s.conn.query(sql).map_err(|e| s.query_err(&e))?;
+    Ok(rows
+        .into_iter()
+        .map(|mut r| {
+            (
+                number(r.take(0)),
+                TrxFacts {
+                    state: text(r.take(1)).unwrap_or_default(),
+                    rows_modified: number(r.take(2)),
+                    operation: text(r.take(3)).filter(|o| !o.is_empty()),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Where the metadata-lock information came from (shown in snapshots and by doctor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MdlSource {
+    /// `performance_schema.metadata_locks` (pending requests listed).
+    PerformanceSchema,
+    /// MariaDB `information_schema.METADATA_LOCK_INFO` (granted locks only).
+    MetadataLockInfo,
+    /// Neither is available: waiters are reported without a blocker.
+    None,
+}
+
+impl MdlSource {
+    pub fn text(self) -> &'static str {
+        match self {
+            MdlSource::PerformanceSchema => "performance_schema.metadata_locks",
+            MdlSource::MetadataLockInfo => {
+                "information_schema.METADATA_LOCK_INFO (granted locks; requests inferred from the statement)"
+            }
+            MdlSource::None => "none (no performance_schema MDL instrument, no metadata_lock_info plugin)",
+        }
+    }
+}
+
+/// Table metadata locks from `performance_schema.metadata_locks`, owners
+/// mapped to processlist ids. Empty when performance_schema is off or the
+/// MDL instrument is disabled (the table then has no rows).
+fn ps_metadata_locks(s: &mut Session) -> Result<Vec<mdl::Lock>, mysql::Error> {
+    let rows: Vec<Row> = s.conn.query(
+        "SELECT t.PROCESSLIST_ID, m.OBJECT_SCHEMA, m.OBJECT_NAME, m.LOCK_TYPE, m.LOCK_STATUS \
+         FROM performance_schema.metadata_locks m \
+         JOIN performance_schema.threads t ON t.THREAD_ID = m.OWNER_THREAD_ID \
+         WHERE m.OBJECT_TYPE = 'TABLE' AND t.PROCESSLIST_ID IS NOT NULL",
+    )?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|mut r| {
+            let mode = mdl::Mode::parse(&text(r.take(3)).unwrap_or_default())?;
+            Some(mdl::Lock {
+                thread: number(r.take(0)),
+                schema: text(r.take(1)).unwrap_or_default(),
+                table: text(r.take(2)).unwrap_or_default(),
+                mode,
+                granted: text(r.take(4)).as_deref() == Some("GRANTED"),
+            })
+        })
+        .collect())
+}
+
+/// Granted table metadata locks from MariaDB's `METADATA_LOCK_INFO`.
+fn plugin_metadata_locks(s: &mut Session) -> Result<Vec<mdl::Lock>, mysql::Error> {
+    let rows: Vec<Row> = s.conn.query(
+        "SELECT THREAD_ID, TABLE_SCHEMA, TABLE_NAME, LOCK_MODE \
+         FROM information_schema.METADATA_LOCK_INFO WHERE LOCK_TYPE = 'Table metadata lock'",
+    )?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|mut r| {
+            let mode = mdl::Mode::parse(&text(r.take(3)).unwrap_or_default())?;
+            Some(mdl::Lock {
+                thread: number(r.take(0)),
+                schema: text(r.take(1)).unwrap_or_default(),
+                table: text(r.take(2)).unwrap_or_default(),
+                mode,
+                granted: true,
+            })
+        })
+        .collect())
+}
+
+/// Metadata-lock waits among `rows` with their root blockers where the
+/// server can tell (see [`mdl`]). Nothing is queried when no thread waits
+/// (`None`).
+pub fn mdl_waits(s: &mut Session, rows: &[ProcRow]) -> Option<(Vec<mdl::Wait>, MdlSource)> {
+    if mdl::waiters(rows).is_empty() {
+        return None;
+    }
+    Some(mdl_waits_of(s, rows))
+}
+
+fn mdl_waits_of(s: &mut Session, rows: &[ProcRow]) -> (Vec<mdl::Wait>, MdlSource) {
+    let ps = ps_metadata_locks(s).unwrap_or_default();
+    if ps.iter().any(|l| !l.granted) {
+        let mut waits = mdl::resolve(&ps, rows);
+        waits.extend(mdl::unexplained(rows, &waits));
+        return (waits, MdlSource::PerformanceSchema);
+    }
+    match plugin_metadata_locks(s) {
+        Ok(granted) => {
+            let mut locks = mdl::infer_pending(&granted, rows);
+            locks.extend(granted);
+            let mut waits = mdl::resolve(&locks, rows);
+            waits.extend(mdl::unexplained(rows, &waits));
+            (waits, MdlSource::MetadataLockInfo)
+        }
+        Err(_) => (mdl::unexplained(rows, &[]), MdlSource::None),
+    }
+}
+
+/// Which metadata-lock source this server offers.
+pub fn mdl_source(s: &mut Session) -> MdlSource {
+    // performance_schema.metadata_locks only has rows when P_S is on and the
+    // MDL instrument enabled; the instrument table says which.
+    let ps_on = s
+        .conn
+        .query_first::<String, _>(
+            "SELECT ENABLED FROM performance_schema.setup_instruments \
+             WHERE NAME = 'wait/lock/metadata/sql/mdl'",
+        )
+        .ok()
+        .flatten()
+        .is_some_and(|e| e.eq_ignore_ascii_case("YES"))
+        && s
+            .conn
+            .query_first::<String, _>("SELECT @@performance_schema")
+            .ok()
+            .flatten()
+            .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("ON"));
+    if ps_on {
+        return MdlSource::PerformanceSchema;
+    }
+    match s
+        .conn
+        .query_drop("SELECT 1 FROM information_schema.METADATA_LOCK_INFO LIMIT 0")
+    {
+        Ok(()) => MdlSource::MetadataLockInfo,
+        Err(_) => MdlSource::None,
+    }
+}
+
+/// The metadata-lock waits as a text table for snapshots.
+pub fn mdl_table(found: Option<&(Vec<mdl::Wait>, MdlSource)>) -> String {
+    let Some((waits, source)) = found else {
+        return "metadata lock waits\n(none)\n".into();
+    };
+    let mut out = format!("metadata lock waits (source: {})\n", source.text());
+    out.push_str("waiting\tblocking\tobject\twait_secs\n");
+    for w in waits {
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            w.waiting,
+            w.blocking
+                .map_or_else(|| "unknown".to_string(), |b| b.to_string()),
+            w.object.as_deref().unwrap_or("?"),
+            w.wait_secs
+        ));
+    }
+    out
+}
+
 /// A query's result rendered as a plain text table (for snapshots).
 pub fn query_table(s: &mut Session, sql: &str) -> String {
     let result = s.conn.query_iter(sql);
@@ -175,10 +357,16 @@ pub fn snapshot(s: &mut Session, processlist: &[ProcRow]) -> Snapshot {
         Flavor::MySql8 => "SELECT * FROM performance_schema.data_lock_waits",
         _ => "SELECT * FROM information_schema.INNODB_LOCK_WAITS",
     };
+    let mut lock_waits = query_table(s, lock_sql);
+    // Metadata-lock waits go with the row-lock waits: same question (who
+    // blocks whom), same section of the snapshot.
+    let found = mdl_waits(s, processlist);
+    lock_waits.push('\n');
+    lock_waits.push_str(&mdl_table(found.as_ref()));
     Snapshot {
         processlist: processlist.to_vec(),
         innodb_status,
-        lock_waits: query_table(s, lock_sql),
+        lock_waits,
         innodb_trx: query_table(s, "SELECT * FROM information_schema.INNODB_TRX"),
     }
 }

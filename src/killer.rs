@@ -13,6 +13,10 @@ use crate::session::{error_code, error_text, Sessions};
 const ER_NO_SUCH_THREAD: u16 = 1094;
 /// `You are not owner of thread`.
 const ER_KILL_DENIED: u16 = 1095;
+/// `execute command denied to user` (no EXECUTE on `mysql.rds_kill*`).
+const ER_PROCACCESS_DENIED: u16 = 1370;
+/// `Access denied; you need (at least one of) the ... privilege(s)`.
+const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
 
 /// What mysqk does to a victim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,15 +124,33 @@ pub fn kill_all<'a>(
         .collect()
 }
 
+/// Kill one thread with a given action (the verify step's escalation to
+/// `KILL CONNECTION`), with the same session choice as [`kill_all`].
+pub fn kill_thread<'a>(
+    sessions: &mut Sessions,
+    password: impl Fn(&str) -> Option<&'a Secret>,
+    auth_users: &[String],
+    row: &crate::row::ProcRow,
+    action: Action,
+    cmd: KillCmd,
+) -> KillResult {
+    let victim = Victim {
+        row: row.clone(),
+        reasons: Vec::new(),
+    };
+    kill_one(sessions, &password, auth_users, &victim, action, cmd)
+}
+
 enum Try {
     Done(KillResult),
-    /// This session may not kill the thread; try another.
-    Denied,
+    /// This session may not kill the thread; try another. Carries the
+    /// server's refusal, if it gave one.
+    Denied(Option<String>),
 }
 
 fn try_via(sessions: &mut Sessions, user: &str, sql: &str) -> Try {
     let Some(s) = sessions.get(user) else {
-        return Try::Denied;
+        return Try::Denied(None);
     };
     match s.conn.query_drop(sql) {
         Ok(()) => Try::Done(KillResult::Killed {
@@ -136,7 +158,11 @@ fn try_via(sessions: &mut Sessions, user: &str, sql: &str) -> Try {
         }),
         Err(e) => match error_code(&e) {
             Some(ER_NO_SUCH_THREAD) => Try::Done(KillResult::Gone),
-            Some(ER_KILL_DENIED) => Try::Denied,
+            // Another session may have the right (SUPER, CONNECTION ADMIN,
+            // EXECUTE on the rds procedures): try it before giving up.
+            Some(ER_KILL_DENIED | ER_PROCACCESS_DENIED | ER_SPECIFIC_ACCESS_DENIED) => {
+                Try::Denied(Some(format!("{sql} as {user}: {}", error_text(&e))))
+            }
             Some(_) => Try::Done(KillResult::Failed {
                 message: format!("{sql} as {user}: {}", error_text(&e)),
             }),
@@ -161,10 +187,12 @@ fn kill_one<'a>(
 ) -> KillResult {
     let sql = action.sql(cmd, v.row.id);
     let owner = v.row.user.as_str();
+    let mut refusal = None;
     if let Some(pw) = password(owner) {
         if sessions.ensure(owner, pw).is_some() {
-            if let Try::Done(r) = try_via(sessions, owner, &sql) {
-                return r;
+            match try_via(sessions, owner, &sql) {
+                Try::Done(r) => return r,
+                Try::Denied(why) => refusal = why.or(refusal),
             }
         }
     }
@@ -172,14 +200,18 @@ fn kill_one<'a>(
         let Some(pw) = password(user) else { continue };
         let privileged = sessions.ensure(user, pw).is_some_and(|s| s.can_kill_others);
         if privileged {
-            if let Try::Done(r) = try_via(sessions, user, &sql) {
-                return r;
+            match try_via(sessions, user, &sql) {
+                Try::Done(r) => return r,
+                Try::Denied(why) => refusal = why.or(refusal),
             }
         }
     }
-    KillResult::NoSession {
-        message: format!("no session can kill thread {} of user {owner}", v.row.id),
+    let mut message = format!("no session can kill thread {} of user {owner}", v.row.id);
+    if let Some(why) = refusal {
+        // e.g. no EXECUTE on mysql.rds_kill: the fix is a GRANT, say which.
+        message.push_str(&format!(" (refused: {why})"));
     }
+    KillResult::NoSession { message }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use std::fmt;
 use regex::Regex;
 use serde::Serialize;
 
+use crate::classes::{self, ClassReason, ClassRules};
+use crate::filters::FieldFilters;
 use crate::row::ProcRow;
 
 /// Whose threads may be killed (`k_user`).
@@ -66,6 +68,10 @@ pub struct Rules {
     pub kill_cmd: KillCmd,
     /// `k_killed_report`: seconds in `Command=Killed` before it is reported as stuck.
     pub killed_report: u64,
+    /// `k_match_*` / `k_ignore_*`: per-column regexes that narrow the victims.
+    pub fields: FieldFilters,
+    /// `k_group_by`, `k_query_count`, `k_any_busy_time`, `k_each_busy_time`, `k_victims`.
+    pub classes: ClassRules,
 }
 
 impl Default for Rules {
@@ -80,6 +86,8 @@ impl Default for Rules {
             mode: KillMode::Connection,
             kill_cmd: KillCmd::Kill,
             killed_report: 10,
+            fields: FieldFilters::default(),
+            classes: ClassRules::default(),
         }
     }
 }
@@ -121,6 +129,8 @@ pub enum Reason {
         wait_secs: u64,
         limit: u64,
     },
+    /// The thread's class is abnormal and `k_victims` picked it (see [`classes`]).
+    Class(ClassReason),
 }
 
 impl fmt::Display for Reason {
@@ -141,6 +151,7 @@ impl fmt::Display for Reason {
                     ids.join(",")
                 )
             }
+            Reason::Class(c) => write!(f, "{c}"),
         }
     }
 }
@@ -223,8 +234,10 @@ fn lock_blockers(scan: &Scan, limit: u64) -> HashMap<u64, (Vec<u64>, u64)> {
     out
 }
 
-/// Victim = user in `k_user` AND not protected AND not excluded AND
-/// (long-running OR long-sleeping OR included OR lock-blocker).
+/// Candidate = user in `k_user` AND not protected AND not excluded AND
+/// passes every `k_match_*` / `k_ignore_*` AND (long-running OR long-sleeping
+/// OR included OR lock-blocker). Victims = the candidates the class rules
+/// keep ([`classes::apply`]; with the class keys at their defaults, all of them).
 pub fn select_victims(scan: &Scan, rules: &Rules) -> Vec<Victim> {
     let blockers = lock_blockers(scan, rules.lock);
     let mut victims = Vec::new();
@@ -237,6 +250,9 @@ pub fn select_victims(scan: &Scan, rules: &Rules) -> Vec<Victim> {
             .as_ref()
             .is_some_and(|re| re.is_match(&row.row_text()))
         {
+            continue;
+        }
+        if rules.fields.rejects(row).is_some() {
             continue;
         }
         let mut reasons = Vec::new();
@@ -255,12 +271,14 @@ pub fn select_victims(scan: &Scan, rules: &Rules) -> Vec<Victim> {
             });
         }
     }
-    victims
+    classes::apply(victims, &rules.classes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classes::{GroupBy, Pick};
+    use crate::filters::{Column, Kind};
     use proptest::prelude::*;
 
     fn row(id: u64, user: &str, command: &str, time: u64, info: Option<&str>) -> ProcRow {
@@ -275,6 +293,12 @@ mod tests {
             state: Some(if command == "Sleep" { "" } else { "User sleep" }.into()),
             info: info.map(Into::into),
         }
+    }
+
+    fn field(kind: Kind, column: Column, re: &str) -> FieldFilters {
+        let mut f = FieldFilters::default();
+        f.set(kind, column, Some(Regex::new(re).unwrap()));
+        f
     }
 
     fn users(list: &[&str]) -> UserFilter {
@@ -375,6 +399,86 @@ mod tests {
                 row(1, "app1", "Execute", 11, q),
                 rules(&["app1"]),
                 true,
+            ),
+            (
+                "prepared statement below the limit",
+                row(1, "app1", "Execute", 9, q),
+                rules(&["app1"]),
+                false,
+            ),
+            (
+                "k_match_command narrows: a match alone is no reason",
+                row(1, "app1", "Query", 1, q),
+                Rules {
+                    fields: field(Kind::Match, Column::Command, "^Query$"),
+                    ..rules(&["app1"])
+                },
+                false,
+            ),
+            (
+                "k_match_command keeps a long query",
+                row(1, "app1", "Query", 11, q),
+                Rules {
+                    fields: field(Kind::Match, Column::Command, "^Query$"),
+                    ..rules(&["app1"])
+                },
+                true,
+            ),
+            (
+                "k_match_command drops other commands",
+                row(1, "app1", "Execute", 11, q),
+                Rules {
+                    fields: field(Kind::Match, Column::Command, "^Query$"),
+                    ..rules(&["app1"])
+                },
+                false,
+            ),
+            (
+                "k_ignore_user spares a long query",
+                row(1, "app1", "Query", 99, q),
+                Rules {
+                    fields: field(Kind::Ignore, Column::User, "^app"),
+                    ..rules(&["app1"])
+                },
+                false,
+            ),
+            (
+                "k_ignore_host matches without the port",
+                row(1, "app1", "Query", 99, q),
+                Rules {
+                    fields: field(Kind::Ignore, Column::Host, r"^10\.0\.0\.5$"),
+                    ..rules(&["app1"])
+                },
+                false,
+            ),
+            (
+                "k_match_info narrows k_include",
+                row(1, "app1", "Query", 1, Some("select sleep(17)")),
+                Rules {
+                    include: Some(Regex::new("sleep").unwrap()),
+                    fields: field(Kind::Match, Column::Info, "update"),
+                    ..rules(&["app1"])
+                },
+                false,
+            ),
+            (
+                "k_match_* cannot rescue an excluded thread",
+                row(1, "app1", "Query", 99, Some("select /* ecdba */ 1")),
+                Rules {
+                    exclude: Some(Regex::new("ecdba").unwrap()),
+                    fields: field(Kind::Match, Column::Info, "ecdba"),
+                    ..rules(&["app1"])
+                },
+                false,
+            ),
+            (
+                "k_match_command cannot reach a protected thread",
+                row(1, "repl", "Binlog Dump", 999, None),
+                Rules {
+                    fields: field(Kind::Match, Column::Command, "Binlog"),
+                    ..rules(&["repl"])
+                },
+                false,
             ),
             (
                 "include below longtime",
@@ -532,6 +636,38 @@ mod tests {
         .is_empty());
     }
 
+    #[test]
+    fn pile_up_counts_only_candidates() {
+        // 10 copies; one excluded, one below k_longtime, one mysqk's own: 7 candidates.
+        let mut rows: Vec<ProcRow> = (1..=10)
+            .map(|i| row(i, "app1", "Query", 10 + i, Some(&format!("select * from t where id = {i}"))))
+            .collect();
+        rows[0].info = Some("select * from t where id = 1 /* keep */".into());
+        rows[1].time = 1;
+        let mut s = scan(rows);
+        s.own_ids.insert(3);
+        let r = Rules {
+            exclude: Some(Regex::new("keep").unwrap()),
+            classes: ClassRules {
+                group_by: GroupBy::Fingerprint,
+                query_count: 7,
+                victims: Pick::AllButOldest,
+                ..ClassRules::default()
+            },
+            ..rules(&["app1"])
+        };
+        // Oldest candidate is 10 (time 20): spared.
+        assert_eq!(ids(&s, &r), vec![4, 5, 6, 7, 8, 9]);
+        let eight = Rules {
+            classes: ClassRules {
+                query_count: 8,
+                ..r.classes
+            },
+            ..r.clone()
+        };
+        assert!(ids(&s, &eight).is_empty());
+    }
+
     fn arb_row() -> impl Strategy<Value = ProcRow> {
         let users = prop::sample::select(vec![
             "app1",
@@ -600,17 +736,39 @@ mod tests {
             0u64..50,
             0u64..5,
             prop::option::of(pats.clone()),
+            prop::option::of(pats.clone()),
             prop::option::of(pats),
+            (
+                prop::sample::select(vec![GroupBy::None, GroupBy::Fingerprint, GroupBy::Info]),
+                0u64..4,
+                0u64..30,
+                0u64..30,
+                prop::sample::select(vec![Pick::All, Pick::Oldest, Pick::AllButOldest]),
+            ),
         )
-            .prop_map(|(u, longtime, sleep, lock, inc, exc)| Rules {
-                users: users(&u),
-                longtime,
-                sleep,
-                lock,
-                include: inc.map(|p| Regex::new(p).unwrap()),
-                exclude: exc.map(|p| Regex::new(p).unwrap()),
-                ..Rules::default()
-            })
+            .prop_map(
+                |(u, longtime, sleep, lock, inc, exc, ign, (g, n, any, each, pick))| {
+                    let mut fields = FieldFilters::default();
+                    fields.set(Kind::Ignore, Column::Info, ign.map(|p| Regex::new(p).unwrap()));
+                    Rules {
+                        users: users(&u),
+                        longtime,
+                        sleep,
+                        lock,
+                        include: inc.map(|p| Regex::new(p).unwrap()),
+                        exclude: exc.map(|p| Regex::new(p).unwrap()),
+                        fields,
+                        classes: ClassRules {
+                            group_by: g,
+                            query_count: n,
+                            any_busy_time: any,
+                            each_busy_time: each,
+                            victims: pick,
+                        },
+                        ..Rules::default()
+                    }
+                },
+            )
     }
 
     proptest! {
@@ -626,7 +784,17 @@ mod tests {
                 own_ids: own.clone(),
                 lock_waits: waits.into_iter().map(|(w, b, s)| LockWait { waiting: w, blocking: b, wait_secs: s }).collect(),
             };
+            // The class step only ever removes candidates.
+            let candidates: HashSet<u64> = select_victims(
+                &scan,
+                &Rules { classes: ClassRules::default(), ..rules.clone() },
+            )
+            .iter()
+            .map(|v| v.row.id)
+            .collect();
             for v in select_victims(&scan, &rules) {
+                prop_assert!(candidates.contains(&v.row.id));
+                prop_assert!(rules.fields.rejects(&v.row).is_none());
                 prop_assert!(protected(&v.row, &own).is_none(), "protected row returned: {:?}", v.row);
                 prop_assert!(!own.contains(&v.row.id));
                 prop_assert!(rules.users.contains(&v.row.user));

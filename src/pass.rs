@@ -1,7 +1,8 @@
 //! One check pass on one instance: scan -> match -> snapshot -> kill.
 //! Shared by the one-shot `mysqk kill` and the `watch` instance loop.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, Instance};
 use crate::inspector::{self, Snapshot};
@@ -9,6 +10,7 @@ use crate::killer::{self, Outcome};
 use crate::matcher::{self, Rules, Scan, Victim};
 use crate::row::ProcRow;
 use crate::session::{SessionError, Sessions};
+use crate::verify::{Finding, Kind, Tracker};
 
 /// What one pass saw and did.
 #[derive(Debug, Default)]
@@ -70,10 +72,21 @@ pub fn scan(
         }
     };
     let lock_waits = if rules.lock > 0 {
-        inspector::lock_waits(s).unwrap_or_else(|e| {
+        let mut waits = inspector::lock_waits(s).unwrap_or_else(|e| {
             log::warn!("{}: cannot read lock waits: {e}", inst.dbid);
             Vec::new()
-        })
+        });
+        // Metadata-lock waits count as lock waits when the blocker is known.
+        if let Some((mdl_waits, _)) = inspector::mdl_waits(s, &rows) {
+            waits.extend(mdl_waits.iter().filter_map(|w| {
+                w.blocking.map(|b| matcher::LockWait {
+                    waiting: w.waiting,
+                    blocking: b,
+                    wait_secs: w.wait_secs,
+                })
+            }));
+        }
+        waits
     } else {
         Vec::new()
     };
@@ -143,4 +156,106 @@ pub fn run(
         outcomes,
         snapshot,
     })
+}
+
+/// Verify earlier kills against `rows`, a processlist just read through
+/// `db_puser`: look up `INNODB_TRX` for the pending threads still there,
+/// decide ([`Tracker::observe`]), and send the `KILL CONNECTION`s it asks
+/// for. Returns the findings (escalations as sent, with their result); each
+/// is logged.
+pub fn verify(
+    cfg: &Config,
+    inst: &Instance,
+    rules: &Rules,
+    sessions: &mut Sessions,
+    tracker: &mut Tracker,
+    rows: &[ProcRow],
+) -> Vec<Finding> {
+    if tracker.is_empty() {
+        return Vec::new();
+    }
+    let present = tracker.present(rows);
+    let trx = match sessions.get(&inst.puser) {
+        Some(s) if !present.is_empty() => inspector::trx_facts(s, &present).unwrap_or_else(|e| {
+            log::warn!("{}: cannot read INNODB_TRX: {e}", inst.dbid);
+            HashMap::new()
+        }),
+        _ => HashMap::new(),
+    };
+    let found = tracker.observe(rows, &trx, Instant::now());
+    let auth_users: Vec<String> = cfg.auth.iter().map(|a| a.user.clone()).collect();
+    let mut out = Vec::new();
+    for f in found {
+        let f = if f.kind == Kind::Escalate {
+            let Some(row) = rows.iter().find(|r| r.id == f.id) else {
+                continue;
+            };
+            let result = killer::kill_thread(
+                sessions,
+                |u| cfg.password(u),
+                &auth_users,
+                row,
+                killer::Action::KillConnection,
+                rules.kill_cmd,
+            );
+            match tracker.escalated(f.id, &result, Instant::now()) {
+                Some(f) => f,
+                None => continue,
+            }
+        } else {
+            f
+        };
+        let line = format!(
+            "{}: thread {} user={} {}: {}",
+            inst.dbid,
+            f.id,
+            f.user,
+            f.kind.label(),
+            f.detail
+        );
+        if f.notable() {
+            log::warn!("{line}");
+        } else {
+            log::info!("{line}");
+        }
+        out.push(f);
+    }
+    out
+}
+
+/// How often the one-shot verify re-reads the processlist.
+const VERIFY_POLL: Duration = Duration::from_millis(200);
+
+/// One-shot verify: re-read the processlist until every kill is known to
+/// have worked or `window` is over; what is left then is reported as still
+/// present (a `watch` keeps checking on its next passes instead).
+pub fn verify_window(
+    cfg: &Config,
+    inst: &Instance,
+    rules: &Rules,
+    sessions: &mut Sessions,
+    tracker: &mut Tracker,
+    window: Duration,
+) -> Vec<Finding> {
+    let end = Instant::now() + window;
+    let mut out = Vec::new();
+    while !tracker.is_empty() {
+        let rows = match sessions.get(&inst.puser).map(inspector::processlist) {
+            Some(Ok(rows)) => rows,
+            Some(Err(e)) => {
+                log::warn!("{}: verify: {e}", inst.dbid);
+                sessions.drop_session(&inst.puser, &e.to_string());
+                break;
+            }
+            None => break,
+        };
+        out.extend(verify(cfg, inst, rules, sessions, tracker, &rows));
+        if tracker.is_empty() || Instant::now() + VERIFY_POLL > end {
+            break;
+        }
+        // Polling the server: a kill takes effect on the server's schedule.
+        std::thread::sleep(VERIFY_POLL);
+    }
+    out.extend(tracker.give_up(Instant::now()));
+    out
 }

@@ -251,6 +251,29 @@ impl Sessions {
         slot.session.as_mut()
     }
 
+    /// Ping one user's open session, dropping it if dead. True when it is
+    /// live afterwards. (`watch` pings user by user so a stop request is
+    /// noticed between two pings of a hung server, each bounded by read_timeout.)
+    pub fn ping(&mut self, user: &str) -> bool {
+        let Some(slot) = self.slots.get_mut(user) else {
+            return false;
+        };
+        let Some(s) = slot.session.as_mut() else {
+            return false;
+        };
+        if s.ping() {
+            return true;
+        }
+        log::warn!(
+            "{}: session of {user} (id {}) lost; will reconnect",
+            s.addr,
+            s.conn_id
+        );
+        slot.session = None;
+        slot.last_error = Some("connection lost".into());
+        false
+    }
+
     /// Ping every open session; drop the dead ones so `ensure` re-opens them.
     pub fn ping_all(&mut self) {
         for (user, slot) in self.slots.iter_mut() {

@@ -16,6 +16,9 @@
 // Each test binary uses only part of this module.
 #![allow(dead_code)]
 
+/// A real SMTP server on 127.0.0.1 for the mail tests.
+pub mod smtp;
+
 use mysql::prelude::*;
 use mysql::{Conn, OptsBuilder};
 use std::collections::HashMap;

@@ -1,0 +1,440 @@
+//! Query pile-ups: pt-kill's GROUP, CLASS MATCHES and `--victims`, applied to
+//! the per-thread candidates [`crate::matcher::select_victims`] found.
+//!
+//! Order of evaluation (as in pt-kill):
+//! 1. per-thread rules pick candidates (k_user, never-kill, k_exclude,
+//!    k_match_* / k_ignore_*, then k_longtime / k_sleep / k_include / k_lock);
+//! 2. candidates are grouped into classes by `k_group_by` (`none` = one class
+//!    holding every candidate);
+//! 3. a class is abnormal only if it passes every class rule that is set:
+//!    `k_query_count` (at least N members), `k_any_busy_time` (some member has
+//!    run longer than N s), `k_each_busy_time` (every member has);
+//! 4. `k_victims` picks which members of an abnormal class are killed.
+//!
+//! With every class key at its default (none, 0, 0, 0, all) this step changes
+//! nothing: every candidate is a victim, exactly SPEC 2.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::fingerprint::fingerprint;
+use crate::matcher::{Reason, Victim};
+use crate::output;
+use crate::redact;
+use crate::row::ProcRow;
+
+/// `k_group_by`: how candidates are grouped into classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupBy {
+    /// One class holding every candidate (pt-kill without `--group-by`).
+    #[default]
+    None,
+    /// Same statement up to literals, `IN (...)` lists, comments, whitespace, case.
+    Fingerprint,
+    /// Byte-identical statement text.
+    Info,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "none" => Some(GroupBy::None),
+            "fingerprint" => Some(GroupBy::Fingerprint),
+            "info" => Some(GroupBy::Info),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::None => "none",
+            GroupBy::Fingerprint => "fingerprint",
+            GroupBy::Info => "info",
+        }
+    }
+}
+
+/// `k_victims`: which members of an abnormal class are killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pick {
+    /// Every member (mysqk's default: SPEC 2 kills every victim).
+    #[default]
+    All,
+    /// Only the one that has run longest.
+    Oldest,
+    /// Every member but the one that has run longest (cache stampedes: let
+    /// the first copy finish, kill the queue behind it).
+    AllButOldest,
+}
+
+impl Pick {
+    pub fn parse(s: &str) -> Option<Pick> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "all" => Some(Pick::All),
+            "oldest" => Some(Pick::Oldest),
+            "all-but-oldest" => Some(Pick::AllButOldest),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pick::All => "all",
+            Pick::Oldest => "oldest",
+            Pick::AllButOldest => "all-but-oldest",
+        }
+    }
+}
+
+/// The class keys of one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClassRules {
+    pub group_by: GroupBy,
+    /// `k_query_count`: a class needs at least this many members; 0 = off.
+    pub query_count: u64,
+    /// `k_any_busy_time`: some member has run longer than N s; 0 = off.
+    pub any_busy_time: u64,
+    /// `k_each_busy_time`: every member has run longer than N s; 0 = off.
+    pub each_busy_time: u64,
+    pub victims: Pick,
+}
+
+impl ClassRules {
+    /// False when every key is at its default: the step is then a no-op.
+    pub fn is_active(&self) -> bool {
+        *self != ClassRules::default()
+    }
+
+    /// The class rules that are set, e.g. `k_query_count>=10, k_any_busy_time>5`.
+    fn conditions(&self) -> String {
+        let mut c = Vec::new();
+        if self.query_count > 0 {
+            c.push(format!("k_query_count>={}", self.query_count));
+        }
+        if self.any_busy_time > 0 {
+            c.push(format!("k_any_busy_time>{}", self.any_busy_time));
+        }
+        if self.each_busy_time > 0 {
+            c.push(format!("k_each_busy_time>{}", self.each_busy_time));
+        }
+        c.join(", ")
+    }
+
+    /// One line for `check-config`.
+    pub fn describe(&self) -> String {
+        format!(
+            "k_group_by={} k_query_count={} k_any_busy_time={} k_each_busy_time={} k_victims={}",
+            self.group_by.as_str(),
+            self.query_count,
+            self.any_busy_time,
+            self.each_busy_time,
+            self.victims.as_str()
+        )
+    }
+}
+
+/// The class a row belongs to. Rows without a statement (sleepers, idle
+/// transactions) share the empty key.
+pub fn class_key(group_by: GroupBy, row: &ProcRow) -> String {
+    let info = row.info.as_deref().filter(|i| !i.trim().is_empty());
+    match (group_by, info) {
+        (GroupBy::None, _) | (_, None) => String::new(),
+        (GroupBy::Fingerprint, Some(i)) => fingerprint(i),
+        (GroupBy::Info, Some(i)) => i.to_string(),
+    }
+}
+
+/// Why a victim's class made it a victim (part of [`Reason::Class`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClassReason {
+    pub group_by: GroupBy,
+    /// The class key as shown to people: redacted and cut.
+    pub class: String,
+    pub members: usize,
+    /// The class rules that held, e.g. `k_query_count>=10`.
+    pub conditions: String,
+    pub victims: Pick,
+}
+
+impl fmt::Display for ClassReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.group_by {
+            GroupBy::None => write!(f, "class of all {} candidates", self.members)?,
+            GroupBy::Fingerprint | GroupBy::Info => {
+                let what = if self.group_by == GroupBy::Info {
+                    "statement"
+                } else {
+                    "fingerprint"
+                };
+                if self.class.is_empty() {
+                    write!(f, "pile-up: {} threads with no statement", self.members)?;
+                } else {
+                    write!(
+                        f,
+                        "pile-up: {} threads with {what} \"{}\"",
+                        self.members, self.class
+                    )?;
+                }
+            }
+        }
+        if !self.conditions.is_empty() {
+            write!(f, " ({})", self.conditions)?;
+        }
+        write!(f, ", k_victims={}", self.victims.as_str())
+    }
+}
+
+/// Thread age for `oldest`: longest-running first; `TIME_MS` breaks ties
+/// between equal seconds, then the lower (earlier) thread id.
+fn older_first(a: &ProcRow, b: &ProcRow) -> std::cmp::Ordering {
+    b.time
+        .cmp(&a.time)
+        .then(b.elapsed_ms().cmp(&a.elapsed_ms()))
+        .then(a.id.cmp(&b.id))
+}
+
+/// Keep the candidates whose class is abnormal and that `k_victims` picks;
+/// each keeps its per-thread reasons and gains a [`Reason::Class`].
+pub fn apply(candidates: Vec<Victim>, rules: &ClassRules) -> Vec<Victim> {
+    if !rules.is_active() {
+        return candidates;
+    }
+    let mut classes: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, v) in candidates.iter().enumerate() {
+        classes
+            .entry(class_key(rules.group_by, &v.row))
+            .or_default()
+            .push(i);
+    }
+    let mut chosen: HashMap<usize, ClassReason> = HashMap::new();
+    for (key, mut members) in classes {
+        let rows = |m: &[usize]| -> Vec<&ProcRow> { m.iter().map(|&i| &candidates[i].row).collect() };
+        let n = members.len();
+        if rules.query_count > 0 && (n as u64) < rules.query_count {
+            continue;
+        }
+        // pt-kill: "longer than", i.e. strictly greater than N seconds.
+        if rules.any_busy_time > 0 && !rows(&members).iter().any(|r| r.time > rules.any_busy_time)
+        {
+            continue;
+        }
+        if rules.each_busy_time > 0
+            && !rows(&members).iter().all(|r| r.time > rules.each_busy_time)
+        {
+            continue;
+        }
+        members.sort_by(|&a, &b| older_first(&candidates[a].row, &candidates[b].row));
+        let picked: &[usize] = match rules.victims {
+            Pick::All => &members,
+            Pick::Oldest => &members[..1],
+            Pick::AllButOldest => &members[1..],
+        };
+        let class = if rules.group_by == GroupBy::Info {
+            redact::sql(&key)
+        } else {
+            key
+        };
+        let reason = ClassReason {
+            group_by: rules.group_by,
+            class: output::cut(&class, 80),
+            members: n,
+            conditions: rules.conditions(),
+            victims: rules.victims,
+        };
+        for &i in picked {
+            chosen.insert(i, reason.clone());
+        }
+    }
+    let keep: BTreeSet<usize> = chosen.keys().copied().collect();
+    candidates
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(i, mut v)| {
+            if let Some(r) = chosen.remove(&i) {
+                v.reasons.push(Reason::Class(r));
+            }
+            v
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(id: u64, time: u64, info: Option<&str>) -> Victim {
+        Victim {
+            row: ProcRow {
+                id,
+                user: "app1".into(),
+                host: "h:1".into(),
+                db: None,
+                command: if info.is_some() { "Query" } else { "Sleep" }.into(),
+                time,
+                time_ms: None,
+                state: None,
+                info: info.map(Into::into),
+            },
+            reasons: vec![Reason::LongRunning {
+                secs: time,
+                limit: 1,
+            }],
+        }
+    }
+
+    fn ids(v: &[Victim]) -> Vec<u64> {
+        v.iter().map(|v| v.row.id).collect()
+    }
+
+    /// 4 copies of one query (ids 1-4, id 2 oldest), 2 of another, 1 sleeper.
+    fn pile() -> Vec<Victim> {
+        vec![
+            cand(1, 5, Some("select * from t where id = 1")),
+            cand(2, 9, Some("SELECT *  FROM t WHERE id = 22")),
+            cand(3, 3, Some("select * from t where id = 3")),
+            cand(4, 5, Some("select * from t where id = 1")),
+            cand(5, 20, Some("update u set a = 1")),
+            cand(6, 2, Some("update u set a = 2")),
+            cand(7, 30, None),
+        ]
+    }
+
+    #[test]
+    fn table() {
+        let fp = |n: u64, v: Pick| ClassRules {
+            group_by: GroupBy::Fingerprint,
+            query_count: n,
+            victims: v,
+            ..ClassRules::default()
+        };
+        // (name, rules, expected victim ids)
+        let cases: Vec<(&str, ClassRules, Vec<u64>)> = vec![
+            ("defaults: no-op", ClassRules::default(), vec![1, 2, 3, 4, 5, 6, 7]),
+            ("fingerprint, count 4", fp(4, Pick::All), vec![1, 2, 3, 4]),
+            ("count 2", fp(2, Pick::All), vec![1, 2, 3, 4, 5, 6]),
+            ("count 5: nothing", fp(5, Pick::All), vec![]),
+            ("oldest", fp(4, Pick::Oldest), vec![2]),
+            ("all-but-oldest", fp(4, Pick::AllButOldest), vec![1, 3, 4]),
+            ("all-but-oldest of one", fp(1, Pick::AllButOldest), vec![1, 3, 4, 6]),
+            (
+                "info: exact text only",
+                ClassRules {
+                    group_by: GroupBy::Info,
+                    query_count: 2,
+                    ..ClassRules::default()
+                },
+                vec![1, 4],
+            ),
+            (
+                "none: one class of all, count 7",
+                ClassRules {
+                    query_count: 7,
+                    ..ClassRules::default()
+                },
+                vec![1, 2, 3, 4, 5, 6, 7],
+            ),
+            (
+                "none: one class of all, count 8",
+                ClassRules {
+                    query_count: 8,
+                    ..ClassRules::default()
+                },
+                vec![],
+            ),
+            (
+                "none: oldest of everything",
+                ClassRules {
+                    victims: Pick::Oldest,
+                    ..ClassRules::default()
+                },
+                vec![7],
+            ),
+            (
+                "any_busy_time is strict (9 is not > 9)",
+                ClassRules {
+                    any_busy_time: 9,
+                    ..fp(0, Pick::All)
+                },
+                vec![5, 6, 7],
+            ),
+            (
+                "any_busy_time 8",
+                ClassRules {
+                    any_busy_time: 8,
+                    ..fp(0, Pick::All)
+                },
+                vec![1, 2, 3, 4, 5, 6, 7],
+            ),
+            (
+                "each_busy_time 2: the update class has a 2 s member",
+                ClassRules {
+                    each_busy_time: 2,
+                    ..fp(0, Pick::All)
+                },
+                vec![1, 2, 3, 4, 7],
+            ),
+            (
+                "each_busy_time and count together",
+                ClassRules {
+                    each_busy_time: 2,
+                    ..fp(2, Pick::All)
+                },
+                vec![1, 2, 3, 4],
+            ),
+        ];
+        for (name, rules, want) in cases {
+            assert_eq!(ids(&apply(pile(), &rules)), want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn oldest_ties_broken_by_time_ms_then_id() {
+        let mut v = vec![cand(8, 5, Some("select 1")), cand(9, 5, Some("select 2"))];
+        let r = ClassRules {
+            group_by: GroupBy::Fingerprint,
+            victims: Pick::Oldest,
+            ..ClassRules::default()
+        };
+        assert_eq!(ids(&apply(v.clone(), &r)), vec![8]);
+        v[0].row.time_ms = Some(5100);
+        v[1].row.time_ms = Some(5900);
+        assert_eq!(ids(&apply(v, &r)), vec![9]);
+    }
+
+    #[test]
+    fn class_reason_is_explained_and_redacted() {
+        let r = ClassRules {
+            group_by: GroupBy::Fingerprint,
+            query_count: 4,
+            victims: Pick::AllButOldest,
+            ..ClassRules::default()
+        };
+        let v = apply(pile(), &r);
+        assert_eq!(
+            v[0].reason_text(),
+            "long-running 5s >= 1; pile-up: 4 threads with fingerprint \"select * from t where id = ?\" (k_query_count>=4), k_victims=all-but-oldest"
+        );
+        let secret = "create user u identified by 'S3cret'";
+        let v = apply(
+            vec![cand(1, 5, Some(secret)), cand(2, 5, Some(secret))],
+            &ClassRules {
+                group_by: GroupBy::Info,
+                ..ClassRules::default()
+            },
+        );
+        assert!(!v[0].reason_text().contains("S3cret"), "{}", v[0].reason_text());
+    }
+
+    #[test]
+    fn parse_names() {
+        assert_eq!(GroupBy::parse("Fingerprint"), Some(GroupBy::Fingerprint));
+        assert_eq!(GroupBy::parse("user"), None);
+        assert_eq!(Pick::parse("all-but-oldest"), Some(Pick::AllButOldest));
+        assert_eq!(Pick::parse("newest"), None);
+    }
+}

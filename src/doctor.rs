@@ -1,0 +1,1 @@
+//! `mysqk doctor`: can mysqk do its job on every instance?

@@ -1,0 +1,743 @@
+//! One watched instance: the blocking loop `watch` runs on its own thread.
+//!
+//! ```text
+//! loop {
+//!     keep sessions  ping the held sessions, re-open missing ones (the backoff
+//!                    lives in `Sessions`: at most one attempt per user per interval)
+//!     config         a reload arrives over the control channel (the supervisor
+//!                    owns the file and hands over a whole, validated Config)
+//!     scan           processlist (+ lock waits) through db_puser
+//!     verify         kills sent by earlier passes, checked against this scan
+//!     match          matcher::select_victims, minus pending kills and dry-run repeats
+//!     snapshot       before any kill
+//!     kill           through the owner's own held session
+//!     report         one Event to the reporter (try_send: never blocks)
+//!     wait           until the next pass, or earlier (`next_crossing`), or a control message
+//! }
+//! ```
+//!
+//! Every wait is a `recv_timeout` on the control channel, so a stop request or
+//! a new config is seen at once; the only other blocking calls are queries,
+//! each bounded by the connection's read_timeout, with a stop check between them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::{Local, NaiveTime};
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
+
+use crate::config::{Config, Instance, TimeWindow};
+use crate::event::{Event, Followup};
+use crate::killer::{Action, KillResult};
+use crate::matcher::{self, Rules, Scan, Victim};
+use crate::output;
+use crate::pass;
+use crate::reporter::ReportSender;
+use crate::row::ProcRow;
+use crate::session::Sessions;
+use crate::status::{self, StatusBoard};
+
+/// Never wake up sooner than this after a scan (no busy loop, whatever the rows say).
+pub const MIN_WAKE: Duration = Duration::from_millis(50);
+/// Added to a computed crossing time so the server's TIME has surely reached the limit.
+pub const CROSS_MARGIN: Duration = Duration::from_millis(20);
+
+/// `run_max_count` value meaning "check forever".
+pub const RUN_FOREVER: u32 = 999;
+
+/// Messages from the supervisor to an instance thread.
+pub enum Control {
+    Config(Arc<Config>),
+    Stop,
+}
+
+/// What the instance does right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Checking,
+    /// `run_max_count` is 0 or used up: sessions are kept alive, nothing is checked.
+    KeepAlive,
+    OutsideWindow,
+}
+
+impl Mode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Checking => "checking",
+            Mode::KeepAlive => "keep-alive",
+            Mode::OutsideWindow => "outside-window",
+        }
+    }
+}
+
+/// `run_max_count` and `run_time_window` semantics (SPEC 2), pure.
+pub fn mode(
+    run_max_count: u32,
+    run_count: u64,
+    window: Option<TimeWindow>,
+    now: NaiveTime,
+) -> Mode {
+    if run_max_count == 0 || (run_max_count != RUN_FOREVER && run_count >= u64::from(run_max_count))
+    {
+        Mode::KeepAlive
+    } else if window.is_some_and(|w| !w.contains(now)) {
+        Mode::OutsideWindow
+    } else {
+        Mode::Checking
+    }
+}
+
+/// Reaction speed: how long after `scan` was read the first thread that is
+/// not a victim yet becomes one by time alone — a statement reaching
+/// `k_longtime`, a sleeper reaching `k_sleep`, a lock wait reaching `k_lock`.
+/// The loop wakes up then instead of a whole `check_interval` later.
+///
+/// MariaDB's `TIME_MS` gives the milliseconds; without it (MySQL) `TIME` is
+/// whole seconds rounded down, so the estimate errs late (by < 1 s), never
+/// early. Lock wait times are whole seconds too. `skip` lists threads already
+/// handled (pending kills, dry-run repeats, this pass's victims).
+pub fn next_crossing(scan: &Scan, rules: &Rules, skip: &HashSet<u64>) -> Option<Duration> {
+    let candidate = |row: &ProcRow| {
+        rules.users.contains(&row.user)
+            && !skip.contains(&row.id)
+            && matcher::protected(row, &scan.own_ids).is_none()
+            && !rules
+                .exclude
+                .as_ref()
+                .is_some_and(|re| re.is_match(&row.row_text()))
+    };
+    let mut best: Option<u64> = None;
+    let mut consider = |ms: u64| best = Some(best.map_or(ms, |b| b.min(ms)));
+    for row in scan.rows.iter().filter(|r| candidate(r)) {
+        let limit = if row.command == "Sleep" {
+            rules.sleep
+        } else {
+            rules.longtime
+        };
+        let limit_ms = limit.saturating_mul(1000);
+        if limit > 0 && row.elapsed_ms() < limit_ms {
+            consider(limit_ms - row.elapsed_ms());
+        }
+    }
+    if rules.lock > 0 {
+        for w in scan.lock_waits.iter().filter(|w| w.wait_secs < rules.lock) {
+            if scan
+                .rows
+                .iter()
+                .any(|r| r.id == w.blocking && candidate(r))
+            {
+                consider((rules.lock - w.wait_secs).saturating_mul(1000));
+            }
+        }
+    }
+    best.map(Duration::from_millis)
+}
+
+/// Who a thread id belonged to: ids are reused after a server restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ThreadKey {
+    user: String,
+    host: String,
+}
+
+impl ThreadKey {
+    fn of(row: &ProcRow) -> ThreadKey {
+        ThreadKey {
+            user: row.user.clone(),
+            host: row.host.clone(),
+        }
+    }
+
+    fn is(&self, row: &ProcRow) -> bool {
+        self.user == row.user && self.host == row.host
+    }
+}
+
+/// Forget threads that left the processlist (so the map stays small and a
+/// reused id is a new thread).
+fn forget_gone(map: &mut HashMap<u64, ThreadKey>, rows: &[ProcRow]) {
+    let live: HashMap<u64, &ProcRow> = rows.iter().map(|r| (r.id, r)).collect();
+    map.retain(|id, key| live.get(id).is_some_and(|r| key.is(r)));
+}
+
+/// Counters published in the status file.
+#[derive(Debug, Default)]
+struct Stats {
+    passes: u64,
+    matched: u64,
+    kills: u64,
+    errors: u64,
+    dropped: u64,
+    last_pass: Option<chrono::DateTime<Local>>,
+    last_pass_ok: Option<bool>,
+    last_error: Option<String>,
+}
+
+/// The supervisor's handle on one instance thread.
+pub struct InstanceHandle {
+    pub dbid: String,
+    pub addr: String,
+    tx: Sender<Control>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl InstanceHandle {
+    /// Start watching `inst` on a new thread.
+    pub fn spawn(
+        cfg: Arc<Config>,
+        inst: Instance,
+        generation: u64,
+        reporter: ReportSender,
+        board: Arc<StatusBoard>,
+    ) -> std::io::Result<InstanceHandle> {
+        let (tx, rx) = unbounded();
+        let stop = Arc::new(AtomicBool::new(false));
+        let dbid = inst.dbid.clone();
+        let addr = inst.addr();
+        board.register(&dbid, &addr, generation);
+        let worker = Worker::new(cfg, inst, generation, reporter, board, stop.clone(), rx);
+        let handle = std::thread::Builder::new()
+            .name(format!("inst-{dbid}"))
+            .spawn(move || worker.run())?;
+        Ok(InstanceHandle {
+            dbid,
+            addr,
+            tx,
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// Hand over a reloaded config (applied before the next pass).
+    pub fn reconfigure(&self, cfg: Arc<Config>) {
+        let _ = self.tx.send(Control::Config(cfg));
+    }
+
+    /// Ask the thread to stop; it notices within one bounded query at most.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.tx.send(Control::Stop);
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    /// Join a finished (or finishing) thread. False if it panicked.
+    pub fn join(mut self) -> bool {
+        self.handle.take().is_none_or(|h| h.join().is_ok())
+    }
+}
+
+struct Worker {
+    dbid: String,
+    generation: u64,
+    cfg: Arc<Config>,
+    inst: Instance,
+    sessions: Sessions,
+    reporter: ReportSender,
+    board: Arc<StatusBoard>,
+    stop: Arc<AtomicBool>,
+    rx: Receiver<Control>,
+    /// The value the current run was started with; a change is a clean start.
+    run_max_count: u32,
+    /// Counted passes since the last clean start.
+    run_count: u64,
+    /// When the next counted (every `check_interval`) pass is due.
+    next_counted: Instant,
+    /// An extra, uncounted pass for a thread about to cross a limit.
+    early: Option<Instant>,
+    next_ping: Instant,
+    next_connect: Instant,
+    /// Dry run: threads already reported (once per thread, across passes).
+    dry_reported: HashMap<u64, ThreadKey>,
+    /// Victims no session could kill, already reported once.
+    no_session_reported: HashMap<u64, ThreadKey>,
+    pending: HashMap<u64, PendingKill>,
+    stats: Stats,
+}
+
+fn max_backoff(cfg: &Config) -> Duration {
+    // A dead server is retried at least once per keep-alive period; the
+    // backoff itself starts at 1 s (and check_interval is at least 1 s).
+    (cfg.settings.check_interval * cfg.settings.ping_multi).max(Duration::from_secs(1))
+}
+
+impl Worker {
+    fn new(
+        cfg: Arc<Config>,
+        inst: Instance,
+        generation: u64,
+        reporter: ReportSender,
+        board: Arc<StatusBoard>,
+        stop: Arc<AtomicBool>,
+        rx: Receiver<Control>,
+    ) -> Worker {
+        let mut sessions = Sessions::new(crate::cli::target(&cfg, &inst));
+        sessions.max_backoff = max_backoff(&cfg);
+        let now = Instant::now();
+        Worker {
+            dbid: inst.dbid.clone(),
+            generation,
+            run_max_count: cfg.run_max_count,
+            cfg,
+            inst,
+            sessions,
+            reporter,
+            board,
+            stop,
+            rx,
+            run_count: 0,
+            next_counted: now,
+            early: None,
+            next_ping: now,
+            next_connect: now,
+            dry_reported: HashMap::new(),
+            no_session_reported: HashMap::new(),
+            pending: HashMap::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn interval(&self) -> Duration {
+        self.cfg.settings.check_interval
+    }
+
+    fn mode(&self) -> Mode {
+        mode(
+            self.run_max_count,
+            self.run_count,
+            self.inst.window,
+            Local::now().time(),
+        )
+    }
+
+    fn run(mut self) {
+        log::info!(
+            "{}: watching {} (run_max_count={}, dry_run={})",
+            self.dbid,
+            self.inst.addr(),
+            self.run_max_count,
+            u8::from(self.inst.dry_run)
+        );
+        'outer: loop {
+            if self.stopping() {
+                break;
+            }
+            self.keep_sessions(self.mode());
+            if self.stopping() {
+                break;
+            }
+            let mode = self.mode();
+            if mode == Mode::Checking {
+                let now = Instant::now();
+                let counted = now >= self.next_counted;
+                if counted || self.early.is_some_and(|t| now >= t) {
+                    if counted {
+                        self.next_counted = now + self.interval();
+                    }
+                    self.pass(counted);
+                }
+            } else {
+                self.early = None;
+            }
+            self.publish(self.mode());
+            let timeout = self
+                .next_wake(self.mode())
+                .saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(timeout) {
+                Ok(msg) => {
+                    if !self.handle(msg) {
+                        break;
+                    }
+                    // Several reloads in a row: apply them all, in order.
+                    while let Ok(msg) = self.rx.try_recv() {
+                        if !self.handle(msg) {
+                            break 'outer;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        log::info!("{}: stopped", self.dbid);
+    }
+
+    /// False: stop.
+    fn handle(&mut self, msg: Control) -> bool {
+        match msg {
+            Control::Stop => false,
+            Control::Config(cfg) => {
+                self.apply(cfg);
+                true
+            }
+        }
+    }
+
+    fn next_wake(&self, mode: Mode) -> Instant {
+        // Waking every check_interval at least (next_connect) also re-evaluates
+        // the time window while outside it.
+        let mut wake = self.next_connect.min(self.next_ping);
+        if mode == Mode::Checking {
+            wake = wake.min(self.next_counted);
+            if let Some(e) = self.early {
+                wake = wake.min(e);
+            }
+        }
+        wake
+    }
+
+    /// Ping held sessions (every check_interval while checking, every
+    /// check_interval * ping_multi otherwise) and re-open missing ones.
+    fn keep_sessions(&mut self, mode: Mode) {
+        let now = Instant::now();
+        let interval = self.interval();
+        if now >= self.next_ping {
+            let period = if mode == Mode::Checking {
+                interval
+            } else {
+                interval * self.cfg.settings.ping_multi
+            };
+            self.next_ping = now + period;
+            for user in self.sessions.connected_users() {
+                if self.stopping() {
+                    return;
+                }
+                if !self.sessions.ping(&user) {
+                    // Re-open it now rather than an interval later.
+                    self.next_connect = now;
+                }
+            }
+        }
+        if now >= self.next_connect {
+            self.next_connect = now + interval;
+            let cfg = self.cfg.clone();
+            for a in &cfg.auth {
+                if self.stopping() {
+                    return;
+                }
+                self.sessions.ensure(&a.user, &a.password);
+            }
+        }
+    }
+
+    fn apply(&mut self, cfg: Arc<Config>) {
+        let Some(inst) = cfg.instance(&self.dbid).cloned() else {
+            // Removed from [db_info]: the supervisor stops this thread.
+            self.cfg = cfg;
+            return;
+        };
+        for user in self.sessions.users() {
+            if cfg.password(&user).is_none() {
+                log::info!(
+                    "{}: {user} left [db_auth]: closing its session",
+                    self.dbid
+                );
+                self.sessions.remove(&user);
+            }
+        }
+        let target = crate::cli::target(&cfg, &inst);
+        self.sessions.target.connect_timeout = target.connect_timeout;
+        self.sessions.target.read_timeout = target.read_timeout;
+        self.sessions.max_backoff = max_backoff(&cfg);
+        let now = Instant::now();
+        if cfg.run_max_count != self.run_max_count {
+            log::info!(
+                "{}: run_max_count {} -> {}: clean start",
+                self.dbid,
+                self.run_max_count,
+                cfg.run_max_count
+            );
+            self.run_max_count = cfg.run_max_count;
+            self.run_count = 0;
+            self.next_counted = now;
+        } else {
+            // New rules take effect at once, with an extra (uncounted) pass.
+            self.early = Some(now);
+        }
+        if inst.dry_run != self.inst.dry_run {
+            self.dry_reported.clear();
+        }
+        self.cfg = cfg;
+        self.inst = inst;
+        // Users added to [db_auth] get their session now.
+        self.next_connect = now;
+    }
+
+    fn fail_pass(&mut self, msg: String) {
+        self.stats.errors += 1;
+        self.stats.last_pass_ok = Some(false);
+        // One line per distinct failure, not one per interval.
+        if self.stats.last_error.as_deref() != Some(msg.as_str()) {
+            log::warn!("{}: pass failed: {msg}", self.dbid);
+        }
+        self.stats.last_error = Some(msg);
+    }
+
+    /// One check pass: scan -> verify -> match -> snapshot -> kill -> report.
+    fn pass(&mut self, counted: bool) {
+        self.stats.passes += 1;
+        if counted {
+            self.run_count += 1;
+        }
+        self.stats.last_pass = Some(Local::now());
+        let rules = self.inst.rules.clone();
+        let scan = match pass::scan(&self.cfg, &self.inst, &rules, &mut self.sessions) {
+            Ok(s) => s,
+            Err(e) => {
+                self.early = None;
+                self.fail_pass(e.to_string());
+                return;
+            }
+        };
+        let read_at = Instant::now();
+        if self.stats.last_pass_ok == Some(false) {
+            log::info!("{}: processlist readable again", self.dbid);
+        }
+        self.stats.last_pass_ok = Some(true);
+        self.stats.last_error = None;
+
+        let followups = verify(&mut self.pending, &scan.rows, &rules, read_at);
+        let dry_run = self.inst.dry_run;
+        forget_gone(&mut self.dry_reported, &scan.rows);
+        forget_gone(&mut self.no_session_reported, &scan.rows);
+        let mut skip: HashSet<u64> = self.pending.keys().copied().collect();
+        if dry_run {
+            skip.extend(self.dry_reported.keys().copied());
+        }
+        let victims: Vec<Victim> = matcher::select_victims(&scan, &rules)
+            .into_iter()
+            .filter(|v| !skip.contains(&v.row.id))
+            .collect();
+        skip.extend(victims.iter().map(|v| v.row.id));
+        self.early = next_crossing(&scan, &rules, &skip)
+            .map(|d| read_at + (d + CROSS_MARGIN).max(MIN_WAKE));
+        if victims.is_empty() && followups.is_empty() {
+            return;
+        }
+
+        // A victim reported as unkillable before needs no new snapshot.
+        let fresh = victims
+            .iter()
+            .any(|v| !self.no_session_reported.contains_key(&v.row.id));
+        let snapshot = if fresh {
+            pass::take_snapshot(&self.inst, &mut self.sessions, &scan.rows)
+        } else {
+            None
+        };
+        let outcomes = if victims.is_empty() {
+            Vec::new()
+        } else {
+            pass::kill(&self.cfg, &rules, dry_run, &mut self.sessions, &victims)
+        };
+        let sent = Instant::now();
+        let mut reported = Vec::new();
+        for o in outcomes {
+            let row = &o.victim.row;
+            match &o.result {
+                KillResult::Killed { .. } => {
+                    self.stats.kills += 1;
+                    self.no_session_reported.remove(&row.id);
+                    self.pending
+                        .insert(row.id, PendingKill::new(row, o.action, sent));
+                }
+                KillResult::DryRun => {
+                    self.dry_reported.insert(row.id, ThreadKey::of(row));
+                }
+                KillResult::NoSession { .. } => {
+                    if self
+                        .no_session_reported
+                        .insert(row.id, ThreadKey::of(row))
+                        .is_some()
+                    {
+                        // Tried again (a session may have come back), said once.
+                        continue;
+                    }
+                }
+                KillResult::Failed { .. } => self.stats.errors += 1,
+                KillResult::Gone => {}
+            }
+            self.stats.matched += 1;
+            let line = output::log_line(&self.dbid, &o);
+            match &o.result {
+                KillResult::NoSession { .. } | KillResult::Failed { .. } => log::warn!("{line}"),
+                _ => log::info!("{line}"),
+            }
+            reported.push(o);
+        }
+        for f in &followups {
+            log::warn!(
+                "{}: thread {} ({}): {}: {}",
+                self.dbid,
+                f.id,
+                f.user,
+                f.outcome,
+                f.detail
+            );
+        }
+        if reported.is_empty() && followups.is_empty() {
+            return;
+        }
+        let mut event = Event::new(&self.dbid, &self.inst.addr(), dry_run);
+        event.outcomes = reported;
+        event.followups = followups;
+        event.snapshot = snapshot;
+        if !self.reporter.send(event) {
+            self.stats.dropped += 1;
+        }
+    }
+
+    fn publish(&self, mode: Mode) {
+        let connected_users = self.sessions.connected_users();
+        let connected = connected_users.contains(&self.inst.puser);
+        let disconnected = self.sessions.errors().into_iter().collect();
+        let st = &self.stats;
+        self.board.update(&self.dbid, self.generation, |s| {
+            s.addr = self.inst.addr();
+            s.state = mode.label().into();
+            s.connected = connected;
+            s.connected_users = connected_users;
+            s.disconnected_users = disconnected;
+            s.last_pass = st.last_pass.map(status::timestamp);
+            s.last_pass_ok = st.last_pass_ok;
+            s.passes = st.passes;
+            s.run_count = self.run_count;
+            s.run_max_count = self.run_max_count;
+            s.dry_run = self.inst.dry_run;
+            s.matched = st.matched;
+            s.kills = st.kills;
+            s.errors = st.errors;
+            s.last_error = st.last_error.clone();
+            s.dropped_events = st.dropped;
+            s.pending_kills = self.pending.len();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matcher::{LockWait, UserFilter};
+
+    fn row(id: u64, user: &str, command: &str, time_ms: u64) -> ProcRow {
+        ProcRow {
+            id,
+            user: user.into(),
+            host: "10.0.0.5:5100".into(),
+            db: None,
+            command: command.into(),
+            time: time_ms / 1000,
+            time_ms: Some(time_ms),
+            state: None,
+            info: (command != "Sleep").then(|| "select sleep(60)".to_string()),
+        }
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            users: UserFilter::Users(["app1".to_string()].into_iter().collect()),
+            longtime: 10,
+            sleep: 30,
+            ..Rules::default()
+        }
+    }
+
+    fn scan(rows: Vec<ProcRow>) -> Scan {
+        Scan {
+            rows,
+            ..Scan::default()
+        }
+    }
+
+    #[test]
+    fn modes() {
+        let t = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap();
+        let w = crate::config::parse_window("22:00-06:00");
+        assert_eq!(mode(0, 0, None, t(12)), Mode::KeepAlive);
+        assert_eq!(mode(999, 123_456, None, t(12)), Mode::Checking);
+        assert_eq!(mode(3, 2, None, t(12)), Mode::Checking);
+        assert_eq!(mode(3, 3, None, t(12)), Mode::KeepAlive);
+        assert_eq!(mode(1000, 999, None, t(12)), Mode::Checking);
+        assert_eq!(mode(999, 0, w, t(12)), Mode::OutsideWindow);
+        assert_eq!(mode(999, 0, w, t(23)), Mode::Checking);
+        assert_eq!(mode(999, 0, w, t(3)), Mode::Checking);
+    }
+
+    #[test]
+    fn crossing_uses_milliseconds_and_the_right_limit() {
+        let none = HashSet::new();
+        let s = scan(vec![
+            row(1, "app1", "Query", 7_250),  // 2.75 s to k_longtime
+            row(2, "app1", "Sleep", 29_500), // 0.5 s to k_sleep
+            row(3, "app2", "Query", 9_990),  // not in k_user
+        ]);
+        assert_eq!(
+            next_crossing(&s, &rules(), &none),
+            Some(Duration::from_millis(500))
+        );
+        let skip: HashSet<u64> = [2].into_iter().collect();
+        assert_eq!(
+            next_crossing(&s, &rules(), &skip),
+            Some(Duration::from_millis(2_750))
+        );
+        // Already over the limit (a victim, handled by the pass): no crossing.
+        let s = scan(vec![row(4, "app1", "Query", 12_000)]);
+        assert_eq!(next_crossing(&s, &rules(), &none), None);
+    }
+
+    #[test]
+    fn crossing_skips_protected_excluded_and_disabled() {
+        let none = HashSet::new();
+        let mut r = rules();
+        r.sleep = 0;
+        r.exclude = Some(regex::Regex::new("nightly").unwrap());
+        let mut excluded = row(1, "app1", "Query", 1_000);
+        excluded.info = Some("nightly report".into());
+        let mut s = scan(vec![excluded, row(2, "app1", "Sleep", 1_000)]);
+        assert_eq!(next_crossing(&s, &r, &none), None);
+        s.rows.push(row(3, "app1", "Killed", 1_000));
+        assert_eq!(next_crossing(&s, &r, &none), None);
+        s.rows.push(row(4, "app1", "Query", 4_000));
+        s.own_ids.insert(4);
+        assert_eq!(next_crossing(&s, &r, &none), None);
+    }
+
+    #[test]
+    fn crossing_of_lock_blockers() {
+        let mut r = rules();
+        r.longtime = 0;
+        r.lock = 5;
+        let mut s = scan(vec![row(1, "app1", "Sleep", 100), row(2, "app2", "Query", 100)]);
+        s.lock_waits.push(LockWait {
+            waiting: 2,
+            blocking: 1,
+            wait_secs: 2,
+        });
+        assert_eq!(
+            next_crossing(&s, &r, &HashSet::new()),
+            Some(Duration::from_secs(3))
+        );
+    }
+
+    #[test]
+    fn reused_id_is_another_thread() {
+        let other = row(7, "app2", "Query", 1);
+        let mut map = HashMap::new();
+        map.insert(7, ThreadKey::of(&row(7, "app1", "Query", 1)));
+        forget_gone(&mut map, &[other]);
+        assert!(map.is_empty());
+    }
+}

@@ -1,0 +1,248 @@
+//! The status file `watch` keeps for monitoring (`[settings] status_file`,
+//! default `<snapshot_dir>/mysqk.status`).
+//!
+//! Instance threads only update an in-memory board (a short mutex, no I/O:
+//! they never block on disk); the supervisor rewrites the file atomically
+//! (temporary file + rename, so a reader never sees half a file) at most a few
+//! times a second, whenever something changed — in practice right after each
+//! pass. The format is one JSON object, documented in the README ("status
+//! file"); `version` changes if a field changes meaning.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Local, SecondsFormat};
+use serde::Serialize;
+
+/// What one instance thread reports about itself.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct InstanceStatus {
+    pub addr: String,
+    /// `starting`, `checking`, `keep-alive` (run_max_count 0 or used up),
+    /// `outside-window`, `stopped`.
+    pub state: String,
+    /// The `db_puser` session is live: the instance can be checked.
+    pub connected: bool,
+    /// Users with a live held session.
+    pub connected_users: Vec<String>,
+    /// Users without one, with the last error.
+    pub disconnected_users: BTreeMap<String, String>,
+    /// Time of the last check pass (successful or not), RFC 3339 local time.
+    pub last_pass: Option<String>,
+    pub last_pass_ok: Option<bool>,
+    /// Every check pass since this instance was started.
+    pub passes: u64,
+    /// Counted passes since the last clean start (compare with `run_max_count`).
+    pub run_count: u64,
+    pub run_max_count: u32,
+    pub dry_run: bool,
+    /// Victims found (in dry run: reported).
+    pub matched: u64,
+    /// KILLs the server accepted.
+    pub kills: u64,
+    /// Failed passes (scan errors) plus failed kills.
+    pub errors: u64,
+    pub last_error: Option<String>,
+    /// Events this instance could not queue for the reporter.
+    pub dropped_events: u64,
+    /// Kills sent and not yet verified gone.
+    pub pending_kills: usize,
+    /// Which thread generation owns this entry (a restarted instance thread
+    /// must not be overwritten by its stopping predecessor).
+    #[serde(skip)]
+    pub generation: u64,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    instances: BTreeMap<String, InstanceStatus>,
+    config_error: Option<String>,
+    dirty: bool,
+}
+
+/// Shared between the instance threads (writers) and the supervisor (reader).
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    inner: Mutex<Board>,
+}
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    version: u32,
+    pid: u32,
+    config: String,
+    started: String,
+    updated: String,
+    /// The last rejected reload, while the file stays invalid.
+    config_error: Option<&'a str>,
+    /// Events dropped because the reporter queue was full (all instances).
+    dropped_events: u64,
+    instances: &'a BTreeMap<String, InstanceStatus>,
+}
+
+pub fn timestamp(t: DateTime<Local>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, false)
+}
+
+impl StatusBoard {
+    pub fn new() -> StatusBoard {
+        StatusBoard::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Board> {
+        // A panicking instance thread must not take the status file down with it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new entry for `dbid`, owned by thread generation `generation`.
+    pub fn register(&self, dbid: &str, addr: &str, generation: u64) {
+        let mut b = self.lock();
+        b.instances.insert(
+            dbid.to_string(),
+            InstanceStatus {
+                addr: addr.to_string(),
+                state: "starting".into(),
+                generation,
+                ..InstanceStatus::default()
+            },
+        );
+        b.dirty = true;
+    }
+
+    /// Change `dbid`'s entry if `generation` still owns it.
+    pub fn update(&self, dbid: &str, generation: u64, f: impl FnOnce(&mut InstanceStatus)) {
+        let mut b = self.lock();
+        if let Some(s) = b.instances.get_mut(dbid) {
+            if s.generation == generation {
+                f(s);
+                b.dirty = true;
+            }
+        }
+    }
+
+    pub fn remove(&self, dbid: &str) {
+        let mut b = self.lock();
+        b.instances.remove(dbid);
+        b.dirty = true;
+    }
+
+    pub fn set_config_error(&self, e: Option<String>) {
+        let mut b = self.lock();
+        if b.config_error != e {
+            b.config_error = e;
+            b.dirty = true;
+        }
+    }
+
+    /// Mark every instance stopped (at shutdown).
+    pub fn all_stopped(&self) {
+        let mut b = self.lock();
+        for s in b.instances.values_mut() {
+            s.state = "stopped".into();
+        }
+        b.dirty = true;
+    }
+
+    pub fn get(&self, dbid: &str) -> Option<InstanceStatus> {
+        self.lock().instances.get(dbid).cloned()
+    }
+
+    /// The JSON text if anything changed since the last call (or `force`).
+    pub fn render_if_dirty(
+        &self,
+        force: bool,
+        config: &Path,
+        started: DateTime<Local>,
+        dropped_events: u64,
+    ) -> Option<String> {
+        let mut b = self.lock();
+        if !b.dirty && !force {
+            return None;
+        }
+        b.dirty = false;
+        let doc = Doc {
+            version: 1,
+            pid: std::process::id(),
+            config: config.display().to_string(),
+            started: timestamp(started),
+            updated: timestamp(Local::now()),
+            config_error: b.config_error.as_deref(),
+            dropped_events,
+            instances: &b.instances,
+        };
+        serde_json::to_string_pretty(&doc).ok().map(|s| s + "\n")
+    }
+}
+
+/// Replace `path` with `text` atomically: write a temporary file beside it,
+/// then rename over. Mode 0644: it holds no secret and a monitoring agent
+/// usually runs as another user.
+pub fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "mysqk.status".into());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    drop(f);
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_json_and_respects_generations() {
+        let board = StatusBoard::new();
+        board.register("crm0", "10.0.0.1:3306", 1);
+        board.update("crm0", 1, |s| {
+            s.kills = 3;
+            s.connected_users = vec!["app1".into()];
+        });
+        // A stopping predecessor (generation 0) must not overwrite it.
+        board.update("crm0", 0, |s| s.kills = 99);
+        let text = board
+            .render_if_dirty(false, Path::new("/etc/mysqk.ini"), Local::now(), 2)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["dropped_events"], 2);
+        assert_eq!(v["instances"]["crm0"]["kills"], 3);
+        assert_eq!(v["instances"]["crm0"]["connected_users"][0], "app1");
+        assert_eq!(v["instances"]["crm0"]["state"], "starting");
+        assert!(v["instances"]["crm0"].get("generation").is_none());
+        assert!(board
+            .render_if_dirty(false, Path::new("x"), Local::now(), 0)
+            .is_none());
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/mysqk.status");
+        write_atomic(&path, "one\n").unwrap();
+        write_atomic(&path, "two\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "two\n");
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+    }
+}

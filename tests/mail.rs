@@ -1,0 +1,291 @@
+//! Mail alerts against a real SMTP server on 127.0.0.1 (tests/support/smtp.rs)
+//! and a real MariaDB: the mail of a kill, SMTP down or refusing, and the
+//! digest that keeps a busy instance from mailing more than once per interval.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use support::smtp::SmtpServer;
+use support::{mysqk_bin, run_with_timeout, server, unique, wait_until, write_ini};
+
+/// An app user (no SUPER), a PROCESS monitor and a temp dir for ini and snapshots.
+struct Setup {
+    dir: tempfile::TempDir,
+    app: String,
+    mon: String,
+    pw: String,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let s = server();
+        let (app, mon) = (unique("mapp"), unique("mmon"));
+        let pw = "Mail-Pw-1".to_string();
+        s.create_app_user(&app, &pw, &unique("mdb"));
+        s.create_monitor_user(&mon, &pw);
+        Setup {
+            dir: tempfile::tempdir().unwrap(),
+            app,
+            mon,
+            pw,
+        }
+    }
+
+    fn snap_dir(&self) -> PathBuf {
+        self.dir.path().join("snap")
+    }
+
+    /// Instance `x` on the shared server; kills `app`'s statements older than 1 s.
+    fn ini(&self, mail: &str) -> PathBuf {
+        let text = format!(
+            "[settings]\nsnapshot_dir={snap}\n\n[mail_config]\n{mail}\n\n\
+             [db_info]\nx=127.0.0.1:{port}\n\n[db_auth]\n{app}={pw}\n{mon}={pw}\n\n\
+             [db_commconfig]\ndb_puser={mon}\nrun_max_count=999\ndry_run=0\n\n\
+             [db_commkill]\nk_user={app}\nk_longtime=1\n",
+            snap = self.snap_dir().display(),
+            port = server().port(),
+            app = self.app,
+            mon = self.mon,
+            pw = self.pw,
+        );
+        write_ini(self.dir.path(), &text)
+    }
+
+    /// Snapshot files of instance `x`.
+    fn snapshots(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.snap_dir().join("x"))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+fn kill(ini: &Path) -> (Output, String) {
+    let out = run_with_timeout(
+        mysqk_bin().args(["kill", "-c", ini.to_str().unwrap(), "--db", "x"]),
+        Duration::from_secs(90),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("panicked"), "panic:\n{text}");
+    (out, text)
+}
+
+#[test]
+fn kill_mails_the_victims_with_chinese_text_intact() {
+    let smtp = SmtpServer::start();
+    let t = Setup::new();
+    let s = server();
+    let ini = t.ini(&format!(
+        "mail_host={}\nmail_receiver=dba@example.com\nmail_from=mysqk@example.com",
+        smtp.host_port()
+    ));
+    let comment = "慢查询: 报表导出（中文注释）";
+    let q = s.spawn_query(&t.app, &t.pw, &format!("SELECT SLEEP(60) /* {comment} */"));
+    s.wait_query_time(q.conn_id, 1);
+
+    let (out, text) = kill(&ini);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(support::is_killed_error(
+        &q.join_within(Duration::from_secs(10)).unwrap_err()
+    ));
+
+    let mails = smtp.wait_messages(1, Duration::from_secs(10));
+    assert_eq!(mails.len(), 1, "one event, one mail");
+    let m = &mails[0];
+    assert_eq!(m.rcpt_to, vec!["dba@example.com".to_string()]);
+    assert_eq!(m.mail_from, "mysqk@example.com");
+    assert!(
+        m.header("To").unwrap_or_default().contains("dba@example.com"),
+        "{}",
+        m.data
+    );
+    assert!(
+        m.header("Content-Type")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("charset=utf-8"),
+        "{}",
+        m.data
+    );
+    let subject = m.subject();
+    assert_eq!(
+        subject,
+        format!("[mysqk] x (127.0.0.1:{}): 1 thread matched, 1 killed", s.port()),
+    );
+    let body = m.body();
+    let row = body
+        .lines()
+        .find(|l| l.starts_with(&format!("{} ", q.conn_id)))
+        .unwrap_or_else(|| panic!("no victims row for thread {}:\n{body}", q.conn_id));
+    assert!(row.contains(&t.app), "{row}");
+    assert!(row.contains("long-running"), "reason: {row}");
+    assert!(row.contains("kill connection"), "action: {row}");
+    assert!(row.contains(&format!("killed (as {})", t.app)), "result: {row}");
+    assert!(
+        body.contains(comment),
+        "Chinese text must arrive intact:\n{body}"
+    );
+    let snaps = t.snapshots();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert!(
+        body.contains(&format!("snapshot: {}", snaps[0].display())),
+        "{body}"
+    );
+    assert!(text.contains("mail sent to dba@example.com"), "{text}");
+}
+
+#[test]
+fn smtp_down_or_refusing_does_not_stop_the_kill() {
+    let t = Setup::new();
+    let s = server();
+
+    // Down: the server was there and is gone; its port refuses connections.
+    let mut smtp = SmtpServer::start();
+    let addr = smtp.host_port();
+    smtp.stop();
+    let ini = t.ini(&format!("mail_host={addr}\nmail_receiver=dba@example.com"));
+    let q = s.spawn_query(&t.app, &t.pw, "SELECT SLEEP(60) /* smtp down */");
+    s.wait_query_time(q.conn_id, 1);
+    let started = Instant::now();
+    let (out, text) = kill(&ini);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a mail failure is not a kill failure:\n{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(support::is_killed_error(
+        &q.join_within(Duration::from_secs(10)).unwrap_err()
+    ));
+    assert_eq!(t.snapshots().len(), 1, "the snapshot is written regardless");
+    assert!(text.contains("x: mail failed:"), "{text}");
+    assert!(text.contains(&addr), "the log names the server:\n{text}");
+    assert!(
+        text.contains("last mail attempt at shutdown failed") && text.contains("giving up on 1 event"),
+        "{text}"
+    );
+
+    // Refusing: up, but every MAIL FROM gets 451.
+    let smtp = SmtpServer::start();
+    smtp.set_refuse(true);
+    let ini = t.ini(&format!(
+        "mail_host={}\nmail_receiver=dba@example.com",
+        smtp.host_port()
+    ));
+    let q = s.spawn_query(&t.app, &t.pw, "SELECT SLEEP(60) /* smtp refusing */");
+    s.wait_query_time(q.conn_id, 1);
+    let (out, text) = kill(&ini);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(support::is_killed_error(
+        &q.join_within(Duration::from_secs(10)).unwrap_err()
+    ));
+    assert_eq!(t.snapshots().len(), 2);
+    assert!(text.contains("451"), "the server's answer is logged:\n{text}");
+    assert!(smtp.messages().is_empty());
+    assert!(smtp.connections() >= 2, "tried, then tried once more at exit");
+}
+
+/// The digest, through the library against the real SMTP server: the first
+/// event is mailed at once, the next two are held for `mail_interval` and
+/// arrive as one mail that says it covers 2 events.
+#[test]
+fn events_within_the_interval_are_folded_into_one_digest() {
+    use mysqk::config::{MailConfig, MailTls};
+    use mysqk::event::Event;
+    use mysqk::killer::{Action, KillResult, Outcome};
+    use mysqk::mail::Mailer;
+    use mysqk::matcher::{Reason, Victim};
+    use mysqk::row::ProcRow;
+
+    let mut smtp = SmtpServer::start();
+    let interval = Duration::from_secs(2);
+    let cfg = MailConfig {
+        host: Some("127.0.0.1".into()),
+        port: Some(smtp.port()),
+        receivers: vec!["dba@example.com".into(), "ops@example.com".into()],
+        tls: MailTls::None,
+        interval,
+        ..MailConfig::default()
+    };
+    let event = |id: u64| {
+        let mut e = Event::new("crm0", "10.0.0.1:3306", false);
+        e.outcomes.push(Outcome {
+            victim: Victim {
+                row: ProcRow {
+                    id,
+                    user: "app1".into(),
+                    host: "10.0.0.9:5000".into(),
+                    command: "Query".into(),
+                    time: 30,
+                    info: Some(format!("select sleep(30) /* 事件 {id} */")),
+                    ..ProcRow::default()
+                },
+                reasons: vec![Reason::LongRunning {
+                    secs: 30,
+                    limit: 10,
+                }],
+            },
+            action: Action::KillConnection,
+            result: KillResult::Killed { via: "app1".into() },
+        });
+        e
+    };
+    let snap = |id: u64| PathBuf::from(format!("/var/lib/mysqk/crm0/{id}.txt"));
+
+    let mut mailer = Mailer::new(&cfg);
+    mailer.on_event(&event(101), Some(&snap(101)));
+    let first_sent = Instant::now();
+    assert_eq!(smtp.messages().len(), 1, "the first event is mailed at once");
+    mailer.on_event(&event(102), Some(&snap(102)));
+    mailer.on_event(&event(103), Some(&snap(103)));
+    mailer.tick();
+    assert_eq!(smtp.messages().len(), 1, "held back by mail_interval");
+    assert_eq!(mailer.pending(), 2);
+
+    wait_until(Duration::from_secs(20), "the digest mail", || {
+        mailer.tick();
+        smtp.messages().len() >= 2
+    });
+    assert!(first_sent.elapsed() >= interval);
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 2, "two events, one digest");
+    let d = &mails[1];
+    assert_eq!(
+        d.rcpt_to,
+        vec!["dba@example.com".to_string(), "ops@example.com".to_string()]
+    );
+    assert_eq!(
+        d.subject(),
+        "[mysqk] crm0 (10.0.0.1:3306): digest of 2 events, 2 threads matched, 2 killed"
+    );
+    let body = d.body();
+    assert!(body.contains("digest of 2 events"), "{body}");
+    for id in [102, 103] {
+        assert!(body.contains(&format!("事件 {id}")), "{body}");
+        assert!(body.contains(&snap(id).display().to_string()), "{body}");
+    }
+    assert!(!body.contains("事件 101"), "already mailed:\n{body}");
+    assert_eq!(mailer.pending(), 0);
+
+    // SMTP gone: a new event waits in the queue, and shutdown makes one last
+    // short attempt, then gives up instead of hanging.
+    smtp.stop();
+    mailer.on_event(&event(104), Some(&snap(104)));
+    assert_eq!(mailer.pending(), 1, "queued");
+    let t = Instant::now();
+    mailer.shutdown();
+    assert_eq!(mailer.pending(), 0, "given up at shutdown");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
