@@ -7,7 +7,7 @@ TEST_THREADS ?= 4
 
 .PHONY: deps test lint demo bench
 
-## deps: install mariadb-server and aiosmtpd if missing (apt/pip as root)
+## deps: install mariadb-server if missing (apt as root); the test SMTP server is Rust
 deps:
 	@scripts/deps.sh
 

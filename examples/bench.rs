@@ -34,7 +34,6 @@
 
 use mysql::prelude::*;
 use mysql::{Conn, OptsBuilder};
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Write as _};
@@ -89,7 +88,11 @@ fn usage_error(msg: &str) -> ! {
 
 fn parse_opts() -> Opts {
     let mut o = Opts {
-        mysqk: PathBuf::from("target/release/mysqk"),
+        // target/release/examples/bench -> target/release/mysqk
+        mysqk: std::env::current_exe()
+            .ok()
+            .and_then(|p| Some(p.parent()?.parent()?.join("mysqk")))
+            .unwrap_or_else(|| PathBuf::from("target/release/mysqk")),
         rounds: 3,
         out: PathBuf::from("bench/results/latest.md"),
         only: None,
@@ -352,6 +355,49 @@ impl Drop for Server {
 // ---------------------------------------------------------------------------
 // Load: idle connections opened in parallel
 // ---------------------------------------------------------------------------
+
+/// Open socket descriptors of this process.
+fn socket_fds() -> std::collections::HashSet<i32> {
+    fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    fs::read_link(e.path())
+                        .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+                })
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until the server has closed every socket in `fds` (the client side
+/// sees the FIN the moment KILL shuts a connection down). Watching our own
+/// client sockets costs the server nothing, where polling
+/// `information_schema.PROCESSLIST` costs it ~8 ms per poll with 2000
+/// threads and would slow down whichever tool is being measured.
+/// Returns how many are still open at `deadline`.
+fn wait_closed(fds: &[i32], deadline: Instant) -> usize {
+    let mut open: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        })
+        .collect();
+    while !open.is_empty() && Instant::now() < deadline {
+        // SAFETY: `open` is a valid, exclusively borrowed array of pollfd.
+        unsafe {
+            libc::poll(open.as_mut_ptr(), open.len() as libc::nfds_t, 50);
+        }
+        open.retain(|p| p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) == 0);
+        for p in open.iter_mut() {
+            p.revents = 0;
+        }
+    }
+    open.len()
+}
 
 /// `n` idle connections of `user`, opened by 4 threads (the server accepts
 /// faster than one client connects). Returns them with their ids.
@@ -708,7 +754,13 @@ fn s1(ctx: &mut Ctx) -> Row {
     let mut admin = ctx.srv.admin();
     for (round, which) in alternating(ctx.o.rounds) {
         wait_quiet(&mut admin);
+        let before = socket_fds();
         let (conns, lo, hi) = open_idle(ctx.srv, APP1, n);
+        let fds: Vec<i32> = socket_fds().difference(&before).copied().collect();
+        if fds.len() != n {
+            eprintln!("bench: found {} storm sockets, expected {n}", fds.len());
+            exit(1);
+        }
         let left_sql = format!(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}' AND ID BETWEEN {lo} AND {hi}",
             APP1.0
@@ -750,12 +802,15 @@ fn s1(ctx: &mut Ctx) -> Row {
                 &log,
             ),
         };
-        let mut left = n as u64;
+        // Every socket closed by the server first (free to watch), then the
+        // processlist until none of the storm's threads is listed.
         let deadline = t0 + Duration::from_secs(120);
+        wait_closed(&fds, deadline);
+        let mut left = n as u64;
         while left > 0 && Instant::now() < deadline {
             left = count(&mut admin, &left_sql);
             if left > 0 {
-                thread::sleep(Duration::from_millis(5));
+                thread::sleep(Duration::from_millis(2));
             }
         }
         let secs = t0.elapsed().as_secs_f64();
@@ -785,6 +840,55 @@ fn s1(ctx: &mut Ctx) -> Row {
         drop(conns);
     }
     row
+}
+
+/// The server's own floor for S1: the bench itself kills the storm, as
+/// admin, in `conns` connections sending multi-statement batches of `batch`
+/// KILLs (1 = one round trip per KILL), then polls until the storm is gone.
+fn s1_floor(ctx: &mut Ctx, conns: usize, batch: usize) -> (f64, f64) {
+    let n = ctx.o.s1_conns;
+    let mut admin = ctx.srv.admin();
+    wait_quiet(&mut admin);
+    let before = socket_fds();
+    let (storm, lo, hi) = open_idle(ctx.srv, APP1, n);
+    let fds: Vec<i32> = socket_fds().difference(&before).copied().collect();
+    let ids: Vec<u64> = storm.iter().map(|c| u64::from(c.connection_id())).collect();
+    let left_sql = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}' AND ID BETWEEN {lo} AND {hi}",
+        APP1.0
+    );
+    let killers: Vec<Conn> = (0..conns).map(|_| ctx.srv.admin()).collect();
+    let t0 = Instant::now();
+    let per = ids.len().div_ceil(conns);
+    let hs: Vec<_> = killers
+        .into_iter()
+        .zip(ids.chunks(per).map(|c| c.to_vec()).collect::<Vec<_>>())
+        .map(|(mut c, part)| {
+            thread::spawn(move || {
+                for chunk in part.chunks(batch) {
+                    let sql: String = chunk
+                        .iter()
+                        .map(|id| format!("KILL CONNECTION {id};"))
+                        .collect();
+                    let mut r = c.query_iter(sql).expect("kill batch");
+                    while let Some(set) = r.iter() {
+                        drop(set);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        let _ = h.join();
+    }
+    let sent = t0.elapsed().as_secs_f64();
+    wait_closed(&fds, t0 + Duration::from_secs(60));
+    while count(&mut admin, &left_sql) > 0 {
+        thread::sleep(Duration::from_millis(2));
+    }
+    let clear = t0.elapsed().as_secs_f64();
+    drop(storm);
+    (sent, clear)
 }
 
 /// S5: one-shot cost with nothing to kill.
@@ -1320,6 +1424,12 @@ fn main() {
         let (a, b) = s4(&mut ctx);
         rows.push(a);
         rows.push(b);
+    }
+    if o.wants("FLOOR") {
+        for (c, b) in [(1, 1), (1, 2000), (1, 100), (2, 1000), (4, 500), (4, 1), (8, 1)] {
+            let (sent, clear) = s1_floor(&mut ctx, c, b);
+            progress(&format!("floor conns={c} batch={b}: sent {sent:.3} s, clear {clear:.3} s"));
+        }
     }
     if o.wants("S5") {
         rows.push(s5(&mut ctx));

@@ -212,18 +212,17 @@ pub fn apply(candidates: Vec<Victim>, rules: &ClassRules) -> Vec<Victim> {
     }
     let mut chosen: HashMap<usize, ClassReason> = HashMap::new();
     for (key, mut members) in classes {
-        let rows = |m: &[usize]| -> Vec<&ProcRow> { m.iter().map(|&i| &candidates[i].row).collect() };
+        let rows =
+            |m: &[usize]| -> Vec<&ProcRow> { m.iter().map(|&i| &candidates[i].row).collect() };
         let n = members.len();
         if rules.query_count > 0 && (n as u64) < rules.query_count {
             continue;
         }
         // pt-kill: "longer than", i.e. strictly greater than N seconds.
-        if rules.any_busy_time > 0 && !rows(&members).iter().any(|r| r.time > rules.any_busy_time)
-        {
+        if rules.any_busy_time > 0 && !rows(&members).iter().any(|r| r.time > rules.any_busy_time) {
             continue;
         }
-        if rules.each_busy_time > 0
-            && !rows(&members).iter().all(|r| r.time > rules.each_busy_time)
+        if rules.each_busy_time > 0 && !rows(&members).iter().all(|r| r.time > rules.each_busy_time)
         {
             continue;
         }
@@ -314,13 +313,21 @@ mod tests {
         };
         // (name, rules, expected victim ids)
         let cases: Vec<(&str, ClassRules, Vec<u64>)> = vec![
-            ("defaults: no-op", ClassRules::default(), vec![1, 2, 3, 4, 5, 6, 7]),
+            (
+                "defaults: no-op",
+                ClassRules::default(),
+                vec![1, 2, 3, 4, 5, 6, 7],
+            ),
             ("fingerprint, count 4", fp(4, Pick::All), vec![1, 2, 3, 4]),
             ("count 2", fp(2, Pick::All), vec![1, 2, 3, 4, 5, 6]),
             ("count 5: nothing", fp(5, Pick::All), vec![]),
             ("oldest", fp(4, Pick::Oldest), vec![2]),
             ("all-but-oldest", fp(4, Pick::AllButOldest), vec![1, 3, 4]),
-            ("all-but-oldest of one", fp(1, Pick::AllButOldest), vec![1, 3, 4, 6]),
+            (
+                "all-but-oldest of one",
+                fp(1, Pick::AllButOldest),
+                vec![1, 3, 4, 6],
+            ),
             (
                 "info: exact text only",
                 ClassRules {
@@ -427,7 +434,11 @@ mod tests {
                 ..ClassRules::default()
             },
         );
-        assert!(!v[0].reason_text().contains("S3cret"), "{}", v[0].reason_text());
+        assert!(
+            !v[0].reason_text().contains("S3cret"),
+            "{}",
+            v[0].reason_text()
+        );
     }
 
     #[test]

@@ -57,6 +57,21 @@ pub enum Command {
     EncryptPassword,
     /// Print a new random key (64 hex digits, AES-256) for MYSQK_KEY or key_file.
     GenKey(GenKeyArgs),
+    /// Check every instance and user: logins, PROCESS, who can kill whom, lock
+    /// tables, connections, clock; print the GRANT that fixes each problem.
+    /// Exit 0 when mysqk can do its job everywhere, 1 otherwise.
+    Doctor(DoctorArgs),
+    /// Foreground daemon: watch every [db_info] instance, reload the config when
+    /// it changes, until SIGINT/SIGTERM (then a clean stop, exit 0).
+    Watch(WatchArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct WatchArgs {
+    /// Lock file stopping a second watch (or an overlapping cron `kill`) on this
+    /// config [default: [settings] lock_file, else <snapshot_dir>/mysqk.lock]
+    #[arg(long, value_name = "PATH")]
+    pub lock_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -80,8 +95,27 @@ pub struct KillArgs {
     /// One JSON object per matched thread on stdout, one per line (summaries go to stderr)
     #[arg(long)]
     pub json: bool,
+    /// Lock file shared with `watch`: an overlapping run exits 2
+    /// [default: [settings] lock_file, else <snapshot_dir>/mysqk.lock]
+    #[arg(long, value_name = "PATH")]
+    pub lock_file: Option<PathBuf>,
+    /// Run even while a `watch` or another run holds the lock (a person at a prompt)
+    #[arg(long, conflicts_with = "lock_file")]
+    pub no_lock: bool,
+    /// Seconds to re-read the processlist after killing, to verify each kill,
+    /// escalate a KILL QUERY that did not stop its statement, and report
+    /// threads stuck in Killed (0 = do not verify)
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    pub verify_secs: u64,
     #[command(flatten)]
     pub rules: RuleFlags,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DoctorArgs {
+    /// Instances: dbid[,dbid...] or `all`
+    #[arg(long = "db", default_value = "all")]
+    pub db: String,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -155,13 +189,13 @@ pub struct RuleFlags {
     /// Group candidates into classes (k_group_by)
     #[arg(long, value_name = "HOW", value_parser = ["none", "fingerprint", "info"])]
     pub group_by: Option<String>,
-    /// A class is abnormal only with at least N threads (k_query_count; 0 = off)
+    /// A class needs at least N threads (k_query_count; 0 = off)
     #[arg(long, value_name = "N")]
     pub query_count: Option<u64>,
-    /// ... only if some thread in it has run longer than N s (k_any_busy_time; 0 = off)
+    /// A class needs one thread running longer than SECS s (k_any_busy_time; 0 = off)
     #[arg(long, value_name = "SECS")]
     pub any_busy_time: Option<u64>,
-    /// ... only if every thread in it has run longer than N s (k_each_busy_time; 0 = off)
+    /// A class needs every thread running longer than SECS s (k_each_busy_time; 0 = off)
     #[arg(long, value_name = "SECS")]
     pub each_busy_time: Option<u64>,
     /// Which threads of an abnormal class are killed (k_victims)
@@ -212,8 +246,10 @@ impl CliError {
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, daemon: bool) {
     let default = match verbose {
+        // A daemon's log is its record of what it killed: info by default.
+        0 if daemon => "info",
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -223,6 +259,10 @@ fn init_logging(verbose: u8) {
     // The driver logs connection details at debug; they are not ours to print.
     b.filter_module("mysql", log::LevelFilter::Warn);
     b.filter_module("mysql_common", log::LevelFilter::Warn);
+    if daemon {
+        // `watch` learns [settings] log_file only after the logger exists.
+        b.target(env_logger::Target::Pipe(Box::new(crate::logging::Sink)));
+    }
     let _ = b.try_init();
 }
 
@@ -249,7 +289,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, matches!(cli.command, Command::Watch(_)));
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -262,6 +302,7 @@ pub fn main() -> ExitCode {
 pub fn run(cli: &Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Kill(args) => kill(cli, args),
+        Command::Watch(args) => watch(cli, args),
         Command::Match(args) => match_dump(cli, args),
         Command::CheckConfig => {
             let cfg = load_config(cli)?;
@@ -270,6 +311,13 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
         }
         Command::EncryptPassword => encrypt_password(cli),
         Command::GenKey(args) => gen_key(args),
+        Command::Doctor(args) => {
+            let cfg = load_config(cli)?;
+            let instances = select_instances(&cfg, &args.db)?;
+            let (report, ok) = crate::doctor::run(&cfg, &instances);
+            print!("{report}");
+            Ok(if ok { 0 } else { 1 })
+        }
     }
 }
 
@@ -348,8 +396,11 @@ pub fn override_rules(cfg: &Config, base: &Rules, args: &RuleFlags) -> Result<Ru
         }
     }
     if let Some(v) = &args.group_by {
-        r.classes.group_by = GroupBy::parse(v)
-            .ok_or_else(|| CliError::Usage(format!("--group-by: `{v}` is not none, fingerprint or info")))?;
+        r.classes.group_by = GroupBy::parse(v).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--group-by: `{v}` is not none, fingerprint or info"
+            ))
+        })?;
     }
     if let Some(v) = args.query_count {
         r.classes.query_count = v;
@@ -362,7 +413,9 @@ pub fn override_rules(cfg: &Config, base: &Rules, args: &RuleFlags) -> Result<Ru
     }
     if let Some(v) = &args.victims {
         r.classes.victims = Pick::parse(v).ok_or_else(|| {
-            CliError::Usage(format!("--victims: `{v}` is not all, oldest or all-but-oldest"))
+            CliError::Usage(format!(
+                "--victims: `{v}` is not all, oldest or all-but-oldest"
+            ))
         })?;
     }
     Ok(r)
@@ -423,11 +476,50 @@ struct InstanceRun {
     result: Result<pass::PassReport, pass::PassError>,
     dry_run: bool,
     skipped: Option<String>,
+    /// What the verify step found about the kills of this run.
+    followups: Vec<crate::verify::Finding>,
+}
+
+/// `mysqk watch`: runs until SIGINT/SIGTERM; a clean stop is exit 0.
+fn watch(cli: &Cli, args: &WatchArgs) -> Result<u8, CliError> {
+    let opts = crate::watch::WatchOpts {
+        config: config_path(cli),
+        lock_file: args.lock_file.clone(),
+    };
+    match crate::watch::run(&opts) {
+        Ok(()) => Ok(0),
+        Err(crate::watch::WatchError::Config(e)) => Err(CliError::Config(e)),
+        // Another watch on this config is a usage error, not a failure.
+        Err(e @ crate::watch::WatchError::Lock(crate::lockfile::LockError::Held { .. })) => {
+            Err(CliError::Usage(e.to_string()))
+        }
+        Err(e) => Err(CliError::Runtime(e.to_string())),
+    }
+}
+
+/// The lock of a `kill` run (cron runs must not overlap each other or a
+/// `watch`), unless `--no-lock`.
+fn kill_lock(cfg: &Config, args: &KillArgs) -> Result<Option<crate::lockfile::LockFile>, CliError> {
+    if args.no_lock {
+        return Ok(None);
+    }
+    let path = args
+        .lock_file
+        .clone()
+        .unwrap_or_else(|| cfg.settings.lock_file.clone());
+    match crate::lockfile::LockFile::acquire(&path) {
+        Ok(l) => Ok(Some(l)),
+        Err(e @ crate::lockfile::LockError::Held { .. }) => Err(CliError::Usage(format!(
+            "{e}; pass --no-lock to run anyway"
+        ))),
+        Err(e) => Err(CliError::Runtime(e.to_string())),
+    }
 }
 
 fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
     let cfg = load_config(cli)?;
     let instances = select_instances(&cfg, &args.db)?;
+    let _lock = kill_lock(&cfg, args)?;
     let mut plans = Vec::new();
     for inst in instances {
         plans.push((inst, override_rules(&cfg, &inst.rules, &args.rules)?));
@@ -448,6 +540,7 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                                     result: Ok(pass::PassReport::default()),
                                     dry_run,
                                     skipped: Some(format!("outside run_time_window {w}")),
+                                    followups: Vec::new(),
                                 };
                             }
                         }
@@ -455,11 +548,30 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                     let mut sessions = Sessions::new(target(cfg, inst));
                     let result =
                         pass::run(cfg, inst, rules, dry_run, &mut sessions, &HashSet::new());
+                    let mut followups = Vec::new();
+                    if let Ok(report) = &result {
+                        // A KILL only sets a flag: check that each one took effect.
+                        let mut tracker = crate::verify::Tracker::new(
+                            crate::verify::Policy::new(rules.killed_report),
+                        );
+                        tracker.track(&report.outcomes, std::time::Instant::now());
+                        if args.verify_secs > 0 && !tracker.is_empty() {
+                            followups = pass::verify_window(
+                                cfg,
+                                inst,
+                                rules,
+                                &mut sessions,
+                                &mut tracker,
+                                Duration::from_secs(args.verify_secs),
+                            );
+                        }
+                    }
                     InstanceRun {
                         dbid: inst.dbid.clone(),
                         result,
                         dry_run,
                         skipped: None,
+                        followups,
                     }
                 })
             })
@@ -473,6 +585,7 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                     result: Ok(pass::PassReport::default()),
                     dry_run: true,
                     skipped: Some("internal error in this instance's pass".into()),
+                    followups: Vec::new(),
                 })
             })
             .collect()
@@ -496,13 +609,15 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
     let ts = chrono::Local::now();
     for run in runs {
         if let Some(why) = &run.skipped {
-            human(&mut out, &mut stderr, format!("{}: skipped ({why})\n", run.dbid));
+            let msg = format!("{}: skipped ({why})\n", run.dbid);
+            human(&mut out, &mut stderr, msg);
             continue;
         }
         match run.result {
             Err(e) => {
                 failed = true;
-                human(&mut out, &mut stderr, format!("{}: ERROR {}\n", run.dbid, e));
+                let msg = format!("{}: ERROR {}\n", run.dbid, e);
+                human(&mut out, &mut stderr, msg);
                 log::error!("{e}");
             }
             Ok(mut report) => {
@@ -517,6 +632,24 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                 for o in &report.outcomes {
                     log::info!("{}", output::log_line(&run.dbid, o));
                 }
+                for f in &run.followups {
+                    human(
+                        &mut out,
+                        &mut stderr,
+                        format!(
+                            "{}: thread {} ({}): {}: {}\n",
+                            run.dbid,
+                            f.id,
+                            f.user,
+                            f.kind.label(),
+                            f.detail
+                        ),
+                    );
+                }
+                failed |= run
+                    .followups
+                    .iter()
+                    .any(|f| f.kind == crate::verify::Kind::EscalationFailed);
                 if !report.outcomes.is_empty() {
                     let addr = cfg
                         .instance(&run.dbid)
@@ -524,6 +657,7 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                         .unwrap_or_default();
                     let mut event = crate::event::Event::new(&run.dbid, &addr, run.dry_run);
                     event.outcomes = report.outcomes.clone();
+                    event.followups = run.followups.iter().map(|f| f.followup()).collect();
                     event.snapshot = report.snapshot.take();
                     reporter.sender().send(event);
                 }

@@ -94,7 +94,8 @@ pub struct FieldFilters {
 impl FieldFilters {
     /// Set (or with `None`, clear) the filter for one key.
     pub fn set(&mut self, kind: Kind, column: Column, re: Option<Regex>) {
-        self.entries.retain(|(k, c, _)| !(*k == kind && *c == column));
+        self.entries
+            .retain(|(k, c, _)| !(*k == kind && *c == column));
         if let Some(re) = re {
             self.entries.push((kind, column, re));
             self.entries.sort_by_key(|(k, c, _)| (*k, *c));
@@ -179,13 +180,21 @@ mod tests {
         let cases: Vec<(FieldFilters, ProcRow, bool)> = vec![
             (FieldFilters::default(), row(), true),
             (only(Kind::Match, Column::Command, "^Query$"), row(), true),
-            (only(Kind::Match, Column::Command, "^Execute$"), row(), false),
+            (
+                only(Kind::Match, Column::Command, "^Execute$"),
+                row(),
+                false,
+            ),
             (only(Kind::Match, Column::State, "sleep"), row(), true),
             (only(Kind::Match, Column::Db, "^crm$"), row(), true),
             (only(Kind::Match, Column::Db, "."), no_db.clone(), false),
             (only(Kind::Ignore, Column::Db, "."), no_db, true),
             // The port is not part of the host.
-            (only(Kind::Match, Column::Host, r"^10\.0\.0\.5$"), row(), true),
+            (
+                only(Kind::Match, Column::Host, r"^10\.0\.0\.5$"),
+                row(),
+                true,
+            ),
             (only(Kind::Ignore, Column::Host, "51000"), row(), true),
             (only(Kind::Match, Column::Info, "(?i)SELECT"), row(), true),
             (only(Kind::Match, Column::Info, "SELECT"), row(), false),

@@ -78,7 +78,9 @@ impl Hook {
             ("MYSQK_INSTANCE", e.dbid.clone()),
             (
                 "MYSQK_SNAPSHOT",
-                snapshot.map(|p| p.display().to_string()).unwrap_or_default(),
+                snapshot
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
             ),
         ];
         match run_command(cmd, &input, &env, self.timeout) {
@@ -255,11 +257,22 @@ mod tests {
         let started = Instant::now();
         let e = run_command(&cmd, "", &[], Duration::from_secs(1)).unwrap_err();
         assert!(matches!(e, HookError::Timeout { secs: 1, .. }), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         let end = Instant::now() + Duration::from_secs(5);
         while !dead(pid) {
-            assert!(Instant::now() < end, "grandchild {pid} survived the timeout");
+            assert!(
+                Instant::now() < end,
+                "grandchild {pid} survived the timeout"
+            );
             thread::sleep(Duration::from_millis(20));
         }
     }

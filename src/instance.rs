@@ -31,7 +31,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::config::{Config, Instance, TimeWindow};
 use crate::event::{Event, Followup};
-use crate::killer::{Action, KillResult};
+use crate::killer::KillResult;
 use crate::matcher::{self, Rules, Scan, Victim};
 use crate::output;
 use crate::pass;
@@ -39,6 +39,7 @@ use crate::reporter::ReportSender;
 use crate::row::ProcRow;
 use crate::session::Sessions;
 use crate::status::{self, StatusBoard};
+use crate::verify::{self, Finding, Policy, Tracker};
 
 /// Never wake up sooner than this after a scan (no busy loop, whatever the rows say).
 pub const MIN_WAKE: Duration = Duration::from_millis(50);
@@ -124,11 +125,7 @@ pub fn next_crossing(scan: &Scan, rules: &Rules, skip: &HashSet<u64>) -> Option<
     }
     if rules.lock > 0 {
         for w in scan.lock_waits.iter().filter(|w| w.wait_secs < rules.lock) {
-            if scan
-                .rows
-                .iter()
-                .any(|r| r.id == w.blocking && candidate(r))
-            {
+            if scan.rows.iter().any(|r| r.id == w.blocking && candidate(r)) {
                 consider((rules.lock - w.wait_secs).saturating_mul(1000));
             }
         }
@@ -261,7 +258,8 @@ struct Worker {
     dry_reported: HashMap<u64, ThreadKey>,
     /// Victims no session could kill, already reported once.
     no_session_reported: HashMap<u64, ThreadKey>,
-    pending: HashMap<u64, PendingKill>,
+    /// Kills sent and not yet known to have worked (the verify step).
+    tracker: Tracker,
     stats: Stats,
 }
 
@@ -283,6 +281,7 @@ impl Worker {
     ) -> Worker {
         let mut sessions = Sessions::new(crate::cli::target(&cfg, &inst));
         sessions.max_backoff = max_backoff(&cfg);
+        let killed_report = inst.rules.killed_report;
         let now = Instant::now();
         Worker {
             dbid: inst.dbid.clone(),
@@ -302,7 +301,7 @@ impl Worker {
             next_connect: now,
             dry_reported: HashMap::new(),
             no_session_reported: HashMap::new(),
-            pending: HashMap::new(),
+            tracker: Tracker::new(Policy::new(killed_report)),
             stats: Stats::default(),
         }
     }
@@ -416,22 +415,49 @@ impl Worker {
                 if self.stopping() {
                     return;
                 }
+                let t = Instant::now();
                 if !self.sessions.ping(&user) {
                     // Re-open it now rather than an interval later.
                     self.next_connect = now;
+                    if self.no_answer(t, self.sessions.target.read_timeout) {
+                        break;
+                    }
                 }
             }
         }
         if now >= self.next_connect {
             self.next_connect = now + interval;
             let cfg = self.cfg.clone();
+            let limit = self
+                .sessions
+                .target
+                .connect_timeout
+                .min(self.sessions.target.read_timeout);
             for a in &cfg.auth {
                 if self.stopping() {
                     return;
                 }
-                self.sessions.ensure(&a.user, &a.password);
+                let t = Instant::now();
+                if self.sessions.ensure(&a.user, &a.password).is_none() && self.no_answer(t, limit)
+                {
+                    break;
+                }
             }
         }
+    }
+
+    /// A call that failed only after (about) its whole timeout: the server
+    /// does not answer. The rest of this round is skipped — each further
+    /// session would cost another timeout — and retried on the next one.
+    fn no_answer(&self, started: Instant, timeout: Duration) -> bool {
+        let hung = started.elapsed() >= timeout.mul_f64(0.9);
+        if hung {
+            log::debug!(
+                "{}: no answer within {timeout:?}; skipping the other sessions this round",
+                self.dbid
+            );
+        }
+        hung
     }
 
     fn apply(&mut self, cfg: Arc<Config>) {
@@ -442,10 +468,7 @@ impl Worker {
         };
         for user in self.sessions.users() {
             if cfg.password(&user).is_none() {
-                log::info!(
-                    "{}: {user} left [db_auth]: closing its session",
-                    self.dbid
-                );
+                log::info!("{}: {user} left [db_auth]: closing its session", self.dbid);
                 self.sessions.remove(&user);
             }
         }
@@ -471,10 +494,52 @@ impl Worker {
         if inst.dry_run != self.inst.dry_run {
             self.dry_reported.clear();
         }
+        self.tracker.policy = Policy::new(inst.rules.killed_report);
         self.cfg = cfg;
         self.inst = inst;
         // Users added to [db_auth] get their session now.
         self.next_connect = now;
+    }
+
+    /// The verify step: every earlier kill checked against this scan — gone,
+    /// statement stopped, escalated from KILL QUERY to KILL CONNECTION, stuck
+    /// in `Killed`. The decisions live in [`crate::verify`]; [`pass::verify`]
+    /// reads `INNODB_TRX`, sends the escalations and logs every finding. Only
+    /// the notable findings become events: "gone" after every kill would
+    /// double the snapshots without telling anything new.
+    fn verify_step(&mut self, rules: &Rules, rows: &[ProcRow]) -> Vec<Followup> {
+        let findings = pass::verify(
+            &self.cfg,
+            &self.inst,
+            rules,
+            &mut self.sessions,
+            &mut self.tracker,
+            rows,
+        );
+        for f in &findings {
+            if f.kind == verify::Kind::Escalated {
+                self.stats.kills += 1;
+            }
+            if f.kind == verify::Kind::EscalationFailed {
+                self.stats.errors += 1;
+            }
+        }
+        findings
+            .iter()
+            .filter(|f| f.notable())
+            .map(Finding::followup)
+            .collect()
+    }
+
+    /// While a kill is not known to have worked, look again after the
+    /// escalation grace time rather than a whole check_interval later (a
+    /// kill already reported as stuck waits for the normal passes).
+    fn verify_soon(&mut self, from: Instant) {
+        if self.tracker.is_empty() || self.tracker.settled() {
+            return;
+        }
+        let at = from + self.tracker.policy.grace.max(MIN_WAKE);
+        self.early = Some(self.early.map_or(at, |e| e.min(at)));
     }
 
     fn fail_pass(&mut self, msg: String) {
@@ -510,11 +575,11 @@ impl Worker {
         self.stats.last_pass_ok = Some(true);
         self.stats.last_error = None;
 
-        let followups = verify(&mut self.pending, &scan.rows, &rules, read_at);
+        let followups = self.verify_step(&rules, &scan.rows);
         let dry_run = self.inst.dry_run;
         forget_gone(&mut self.dry_reported, &scan.rows);
         forget_gone(&mut self.no_session_reported, &scan.rows);
-        let mut skip: HashSet<u64> = self.pending.keys().copied().collect();
+        let mut skip: HashSet<u64> = self.tracker.ids();
         if dry_run {
             skip.extend(self.dry_reported.keys().copied());
         }
@@ -523,8 +588,9 @@ impl Worker {
             .filter(|v| !skip.contains(&v.row.id))
             .collect();
         skip.extend(victims.iter().map(|v| v.row.id));
-        self.early = next_crossing(&scan, &rules, &skip)
-            .map(|d| read_at + (d + CROSS_MARGIN).max(MIN_WAKE));
+        self.early =
+            next_crossing(&scan, &rules, &skip).map(|d| read_at + (d + CROSS_MARGIN).max(MIN_WAKE));
+        self.verify_soon(read_at);
         if victims.is_empty() && followups.is_empty() {
             return;
         }
@@ -551,8 +617,6 @@ impl Worker {
                 KillResult::Killed { .. } => {
                     self.stats.kills += 1;
                     self.no_session_reported.remove(&row.id);
-                    self.pending
-                        .insert(row.id, PendingKill::new(row, o.action, sent));
                 }
                 KillResult::DryRun => {
                     self.dry_reported.insert(row.id, ThreadKey::of(row));
@@ -578,15 +642,9 @@ impl Worker {
             }
             reported.push(o);
         }
-        for f in &followups {
-            log::warn!(
-                "{}: thread {} ({}): {}: {}",
-                self.dbid,
-                f.id,
-                f.user,
-                f.outcome,
-                f.detail
-            );
+        self.tracker.track(&reported, sent);
+        if !reported.is_empty() {
+            self.verify_soon(sent);
         }
         if reported.is_empty() && followups.is_empty() {
             return;
@@ -622,7 +680,7 @@ impl Worker {
             s.errors = st.errors;
             s.last_error = st.last_error.clone();
             s.dropped_events = st.dropped;
-            s.pending_kills = self.pending.len();
+            s.pending_kills = self.tracker.len();
         });
     }
 }
@@ -720,7 +778,10 @@ mod tests {
         let mut r = rules();
         r.longtime = 0;
         r.lock = 5;
-        let mut s = scan(vec![row(1, "app1", "Sleep", 100), row(2, "app2", "Query", 100)]);
+        let mut s = scan(vec![
+            row(1, "app1", "Sleep", 100),
+            row(2, "app2", "Query", 100),
+        ]);
         s.lock_waits.push(LockWait {
             waiting: 2,
             blocking: 1,

@@ -66,6 +66,8 @@ pub enum MailError {
     Build(String),
     #[error("{server}: server does not offer STARTTLS (mail_tls=starttls); set mail_tls=none to send without encryption")]
     NoStartTls { server: String },
+    #[error("{server}: no answer within {} s (timeout)", .after.as_secs())]
+    Timeout { server: String, after: Duration },
     #[error("{server}: {error}")]
     Smtp {
         server: String,
@@ -353,11 +355,7 @@ pub fn compose(items: &[&MailItem], interval: Duration, from_host: &str) -> (Str
     let threads: usize = items.iter().map(|i| i.threads).sum();
     let killed: usize = items.iter().map(|i| i.killed).sum();
     let failed: usize = items.iter().map(|i| i.failed).sum();
-    let dry: usize = items
-        .iter()
-        .filter(|i| i.dry_run)
-        .map(|i| i.threads)
-        .sum();
+    let dry: usize = items.iter().filter(|i| i.dry_run).map(|i| i.threads).sum();
     let mut what = format!("{} matched", plural(threads, "thread"));
     if dry == threads {
         what.push_str(" (DRY RUN, nothing killed)");
@@ -588,7 +586,12 @@ impl Mailer {
 
     fn message(&self, items: &[&MailItem]) -> Result<Message, MailError> {
         let (subject, body) = compose(items, self.cfg.interval, &self.host_name());
-        let mut b = Message::builder().from(self.from()?).subject(subject);
+        // message_id(None): a generated `<random@host>` id, which some
+        // relays and spam filters expect.
+        let mut b = Message::builder()
+            .from(self.from()?)
+            .subject(subject)
+            .message_id(None);
         for r in &self.cfg.receivers {
             let to: Mailbox = r.parse().map_err(|e| MailError::Address {
                 key: "mail_receiver",
@@ -612,10 +615,7 @@ impl Mailer {
             _ => 25,
         });
         let server = format!("{host}:{port}");
-        let smtp = |error| MailError::Smtp {
-            server: server.clone(),
-            error,
-        };
+        let smtp = |error| smtp_error(&server, timeout, error);
         let tls = match self.cfg.tls {
             MailTls::None => None,
             _ => Some(TlsParameters::new(host.clone()).map_err(smtp)?),
@@ -624,6 +624,11 @@ impl Mailer {
             MailTls::Tls => tls.as_ref(),
             _ => None,
         };
+        log::debug!(
+            "mail: connecting to {server} (mail_tls {:?}, login {})",
+            self.cfg.tls,
+            self.cfg.user.as_deref().unwrap_or("none")
+        );
         let mut conn = SmtpConnection::connect(
             (host.as_str(), port),
             Some(timeout),
@@ -632,7 +637,7 @@ impl Mailer {
             None,
         )
         .map_err(smtp)?;
-        let result = self.converse(&mut conn, &msg, tls.as_ref(), &server);
+        let result = self.converse(&mut conn, &msg, tls.as_ref(), &server, timeout);
         match &result {
             Ok(()) => {
                 // The message is accepted once DATA is answered; a failing
@@ -650,11 +655,9 @@ impl Mailer {
         msg: &Message,
         tls: Option<&TlsParameters>,
         server: &str,
+        timeout: Duration,
     ) -> Result<(), MailError> {
-        let smtp = |error| MailError::Smtp {
-            server: server.to_string(),
-            error,
-        };
+        let smtp = |error| smtp_error(server, timeout, error);
         match (self.cfg.tls, tls) {
             (MailTls::StartTls, Some(p)) => {
                 if !conn.can_starttls() {
@@ -684,6 +687,30 @@ impl Mailer {
         }
         conn.send(msg.envelope(), &msg.formatted()).map_err(smtp)?;
         Ok(())
+    }
+}
+
+/// A socket timeout reads "os error 11" (EAGAIN) in lettre's text; say what
+/// it means.
+fn smtp_error(server: &str, timeout: Duration, error: lettre::transport::smtp::Error) -> MailError {
+    let mut source = std::error::Error::source(&error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                return MailError::Timeout {
+                    server: server.to_string(),
+                    after: timeout,
+                };
+            }
+        }
+        source = e.source();
+    }
+    MailError::Smtp {
+        server: server.to_string(),
+        error,
     }
 }
 

@@ -535,6 +535,45 @@ mod tests {
                 rules(&["system user"]),
                 false,
             ),
+            // Replica threads as MariaDB 10.11 shows them (checked on a real
+            // replica, slave_parallel_threads=2): user `system user`, empty host.
+            (
+                "replica sql",
+                row(1, "system user", "Slave_SQL", 999, None),
+                rules(&["system user"]),
+                false,
+            ),
+            (
+                "replica parallel worker",
+                row(1, "system user", "Slave_worker", 999, None),
+                rules(&["system user"]),
+                false,
+            ),
+            (
+                "mysql 8 replica thread (Command=Connect)",
+                row(1, "system user", "Connect", 999, None),
+                Rules {
+                    include: Some(Regex::new(".").unwrap()),
+                    ..rules(&["system user"])
+                },
+                false,
+            ),
+            (
+                "binlog dump of a k_user replication user, include everything",
+                row(1, "repl", "Binlog Dump", 999, None),
+                Rules {
+                    include: Some(Regex::new(".").unwrap()),
+                    longtime: 1,
+                    ..rules(&["repl"])
+                },
+                false,
+            ),
+            (
+                "replica registering with its primary",
+                row(1, "repl", "Register Slave", 999, None),
+                rules(&["repl"]),
+                false,
+            ),
             (
                 "killed",
                 row(1, "app1", "Killed", 999, q),
@@ -640,7 +679,15 @@ mod tests {
     fn pile_up_counts_only_candidates() {
         // 10 copies; one excluded, one below k_longtime, one mysqk's own: 7 candidates.
         let mut rows: Vec<ProcRow> = (1..=10)
-            .map(|i| row(i, "app1", "Query", 10 + i, Some(&format!("select * from t where id = {i}"))))
+            .map(|i| {
+                row(
+                    i,
+                    "app1",
+                    "Query",
+                    10 + i,
+                    Some(&format!("select * from t where id = {i}")),
+                )
+            })
             .collect();
         rows[0].info = Some("select * from t where id = 1 /* keep */".into());
         rows[1].time = 1;
@@ -749,7 +796,11 @@ mod tests {
             .prop_map(
                 |(u, longtime, sleep, lock, inc, exc, ign, (g, n, any, each, pick))| {
                     let mut fields = FieldFilters::default();
-                    fields.set(Kind::Ignore, Column::Info, ign.map(|p| Regex::new(p).unwrap()));
+                    fields.set(
+                        Kind::Ignore,
+                        Column::Info,
+                        ign.map(|p| Regex::new(p).unwrap()),
+                    );
                     Rules {
                         users: users(&u),
                         longtime,

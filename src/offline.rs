@@ -100,8 +100,13 @@ pub fn json_lines(instance: &str, victims: &[Victim], rules: &Rules) -> Vec<Stri
     victims
         .iter()
         .map(|v| {
-            ThreadRecord::offline(ts, instance, v, Action::for_victim(rules.mode, &v.row.command))
-                .to_line()
+            ThreadRecord::offline(
+                ts,
+                instance,
+                v,
+                Action::for_victim(rules.mode, &v.row.command),
+            )
+            .to_line()
         })
         .collect()
 }

@@ -214,7 +214,8 @@ pub fn render_snapshot(e: &Event) -> String {
         s.push_str("\n== SHOW ENGINE INNODB STATUS ==\n");
         s.push_str(&redact::sql(&snap.innodb_status));
         s.push_str("\n\n== lock waits ==\n");
-        s.push_str(&snap.lock_waits);
+        // No statement text there today, but a server version may add some.
+        s.push_str(&redact::sql(&snap.lock_waits));
         s.push_str("\n== INNODB_TRX ==\n");
         s.push_str(&redact::sql(&snap.innodb_trx));
     }

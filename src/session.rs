@@ -145,10 +145,11 @@ impl Session {
             .ok_or_else(|| fail("no answer to SELECT CONNECTION_ID()".into()))?;
         // A held session must outlive long quiet periods between pings.
         let _ = conn.query_drop("SET SESSION wait_timeout = 86400");
+        // MariaDB spells it `CONNECTION ADMIN`, MySQL 8 `CONNECTION_ADMIN`.
         let can_kill_others = conn
             .query_first::<u64, _>(
                 "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES \
-                 WHERE PRIVILEGE_TYPE IN ('SUPER', 'CONNECTION ADMIN') \
+                 WHERE PRIVILEGE_TYPE IN ('SUPER', 'CONNECTION ADMIN', 'CONNECTION_ADMIN') \
                  AND GRANTEE = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', \
                  SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')",
             )

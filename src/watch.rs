@@ -58,7 +58,10 @@ pub fn run(opts: &WatchOpts) -> Result<(), WatchError> {
     let cfg = file.load_initial()?;
     if let Some(p) = &cfg.settings.log_file {
         if let Err(e) = logging::set_file(Some(p)) {
-            log::warn!("cannot open log_file {}: {e}; logging to stderr", p.display());
+            log::warn!(
+                "cannot open log_file {}: {e}; logging to stderr",
+                p.display()
+            );
         }
     }
     for w in &cfg.warnings {
@@ -223,7 +226,8 @@ impl ConfigFile {
 struct Supervisor {
     cfg: Arc<Config>,
     file: ConfigFile,
-    reporter: Reporter,
+    /// `None` once stopped (flushed) at shutdown.
+    reporter: Option<Reporter>,
     /// Kept to read the dropped-events counter, also after the reporter stopped.
     sender: ReportSender,
     board: Arc<StatusBoard>,
@@ -244,7 +248,7 @@ impl Supervisor {
         let reporter = Reporter::start(cfg.clone());
         Supervisor {
             sender: reporter.sender(),
-            reporter,
+            reporter: Some(reporter),
             cfg,
             file,
             board: Arc::new(StatusBoard::new()),
@@ -275,8 +279,10 @@ impl Supervisor {
             }
             Err(e) => {
                 log::error!("{dbid}: cannot start its thread: {e}; retrying");
-                self.restart_at
-                    .insert(dbid.to_string(), Instant::now() + self.cfg.settings.check_interval);
+                self.restart_at.insert(
+                    dbid.to_string(),
+                    Instant::now() + self.cfg.settings.check_interval,
+                );
             }
         }
     }
@@ -447,12 +453,10 @@ impl Supervisor {
     }
 
     fn write_status(&mut self, force: bool) {
-        let Some(text) = self.board.render_if_dirty(
-            force,
-            &self.file.path,
-            self.started,
-            self.sender.dropped(),
-        ) else {
+        let Some(text) =
+            self.board
+                .render_if_dirty(force, &self.file.path, self.started, self.sender.dropped())
+        else {
             return;
         };
         let path = &self.cfg.settings.status_file;
@@ -495,7 +499,9 @@ impl Supervisor {
                 );
             }
         }
-        self.reporter.stop();
+        if let Some(r) = self.reporter.take() {
+            r.stop();
+        }
         self.board.all_stopped();
         self.write_status(true);
         drop(self.lock.take());

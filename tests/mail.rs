@@ -1,14 +1,16 @@
 //! Mail alerts against a real SMTP server on 127.0.0.1 (tests/support/smtp.rs)
 //! and a real MariaDB: the mail of a kill, SMTP down or refusing, and the
-//! digest that keeps a busy instance from mailing more than once per interval.
+//! digest that keeps a busy instance from mailing more than once per interval,
+//! and `mysqk watch` with an SMTP server that hangs or comes back.
 
 mod support;
+mod watch_harness;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use support::smtp::SmtpServer;
+use support::smtp::{Blackhole, SmtpServer};
 use support::{mysqk_bin, run_with_timeout, server, unique, wait_until, write_ini};
 
 /// An app user (no SUPER), a PROCESS monitor and a temp dir for ini and snapshots.
@@ -89,7 +91,8 @@ fn kill_mails_the_victims_with_chinese_text_intact() {
     ));
     let comment = "慢查询: 报表导出（中文注释）";
     let q = s.spawn_query(&t.app, &t.pw, &format!("SELECT SLEEP(60) /* {comment} */"));
-    s.wait_query_time(q.conn_id, 1);
+    let id = q.conn_id;
+    s.wait_query_time(id, 1);
 
     let (out, text) = kill(&ini);
     assert_eq!(out.status.code(), Some(0), "{text}");
@@ -103,10 +106,13 @@ fn kill_mails_the_victims_with_chinese_text_intact() {
     assert_eq!(m.rcpt_to, vec!["dba@example.com".to_string()]);
     assert_eq!(m.mail_from, "mysqk@example.com");
     assert!(
-        m.header("To").unwrap_or_default().contains("dba@example.com"),
+        m.header("To")
+            .unwrap_or_default()
+            .contains("dba@example.com"),
         "{}",
         m.data
     );
+    assert!(m.header("Message-ID").is_some(), "{}", m.data);
     assert!(
         m.header("Content-Type")
             .unwrap_or_default()
@@ -116,19 +122,26 @@ fn kill_mails_the_victims_with_chinese_text_intact() {
         m.data
     );
     let subject = m.subject();
-    assert_eq!(
-        subject,
-        format!("[mysqk] x (127.0.0.1:{}): 1 thread matched, 1 killed", s.port()),
+    // The one-shot kill may add a follow-up (", 1 follow-up") after verifying.
+    assert!(
+        subject.starts_with(&format!(
+            "[mysqk] x (127.0.0.1:{}): 1 thread matched, 1 killed",
+            s.port()
+        )),
+        "{subject}"
     );
     let body = m.body();
     let row = body
         .lines()
-        .find(|l| l.starts_with(&format!("{} ", q.conn_id)))
-        .unwrap_or_else(|| panic!("no victims row for thread {}:\n{body}", q.conn_id));
+        .find(|l| l.starts_with(&format!("{id} ")))
+        .unwrap_or_else(|| panic!("no victims row for thread {id}:\n{body}"));
     assert!(row.contains(&t.app), "{row}");
     assert!(row.contains("long-running"), "reason: {row}");
     assert!(row.contains("kill connection"), "action: {row}");
-    assert!(row.contains(&format!("killed (as {})", t.app)), "result: {row}");
+    assert!(
+        row.contains(&format!("killed (as {})", t.app)),
+        "result: {row}"
+    );
     assert!(
         body.contains(comment),
         "Chinese text must arrive intact:\n{body}"
@@ -173,7 +186,8 @@ fn smtp_down_or_refusing_does_not_stop_the_kill() {
     assert!(text.contains("x: mail failed:"), "{text}");
     assert!(text.contains(&addr), "the log names the server:\n{text}");
     assert!(
-        text.contains("last mail attempt at shutdown failed") && text.contains("giving up on 1 event"),
+        text.contains("last mail attempt at shutdown failed")
+            && text.contains("giving up on 1 event"),
         "{text}"
     );
 
@@ -192,9 +206,15 @@ fn smtp_down_or_refusing_does_not_stop_the_kill() {
         &q.join_within(Duration::from_secs(10)).unwrap_err()
     ));
     assert_eq!(t.snapshots().len(), 2);
-    assert!(text.contains("451"), "the server's answer is logged:\n{text}");
+    assert!(
+        text.contains("451"),
+        "the server's answer is logged:\n{text}"
+    );
     assert!(smtp.messages().is_empty());
-    assert!(smtp.connections() >= 2, "tried, then tried once more at exit");
+    assert!(
+        smtp.connections() >= 2,
+        "tried, then tried once more at exit"
+    );
 }
 
 /// The digest, through the library against the real SMTP server: the first
@@ -247,7 +267,11 @@ fn events_within_the_interval_are_folded_into_one_digest() {
     let mut mailer = Mailer::new(&cfg);
     mailer.on_event(&event(101), Some(&snap(101)));
     let first_sent = Instant::now();
-    assert_eq!(smtp.messages().len(), 1, "the first event is mailed at once");
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "the first event is mailed at once"
+    );
     mailer.on_event(&event(102), Some(&snap(102)));
     mailer.on_event(&event(103), Some(&snap(103)));
     mailer.tick();
@@ -288,4 +312,92 @@ fn events_within_the_interval_are_folded_into_one_digest() {
     mailer.shutdown();
     assert_eq!(mailer.pending(), 0, "given up at shutdown");
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
+/// `watch` with an SMTP server that accepts connections and never answers:
+/// the reporter waits for its SMTP timeout, the instance thread does not, so
+/// the next runaway is still killed; SIGTERM during the hung attempt still
+/// ends the process soon (one last short attempt, then given up).
+#[test]
+fn watch_keeps_killing_while_smtp_hangs_and_stops_promptly_on_sigterm() {
+    use watch_harness::{assert_killed, Setup, Watch};
+    let s = server();
+    let t = Setup::new(&[s]);
+    let hole = Blackhole::start();
+    t.write(&t.ini_text(
+        "",
+        &[("x", s.addr())],
+        "run_max_count=999\ndry_run=0",
+        &format!("k_user={}\nk_longtime=1", t.app1.name),
+        &format!(
+            "[mail_config]\nmail_host={}\nmail_receiver=dba@example.com",
+            hole.host_port()
+        ),
+    ));
+    let mut w = Watch::start(&t);
+    w.wait_connected(&["x"], &[&t.app1, &t.app2, &t.mon]);
+
+    let q1 = t.query(s, &t.app1, "SELECT SLEEP(60) /* first */");
+    assert_killed(q1, Duration::from_secs(20), &w.log_text());
+    // The reporter is now talking to the silent server (up to 10 s).
+    let q2 = t.query(s, &t.app1, "SELECT SLEEP(60) /* second */");
+    assert_killed(q2, Duration::from_secs(20), &w.log_text());
+
+    let stop = Instant::now();
+    let st = w.terminate(Duration::from_secs(40));
+    let took = stop.elapsed();
+    let log = w.log_text();
+    assert!(st.success(), "{st}\n{log}");
+    // At most the hung attempt (10 s) plus the last one at shutdown (5 s).
+    assert!(
+        took < Duration::from_secs(25),
+        "stopped after {took:?}:\n{log}"
+    );
+    assert_eq!(t.snapshots("x").len(), 2, "both snapshots written:\n{log}");
+    assert!(log.contains("x: mail failed"), "{log}");
+    assert!(log.contains("no answer within 10 s (timeout)"), "{log}");
+    assert!(
+        log.contains("last mail attempt at shutdown failed") && log.contains("giving up on"),
+        "{log}"
+    );
+}
+
+/// `watch` with the SMTP server down at the kill and back a little later:
+/// the mail is retried with backoff and arrives, with the victim in it.
+#[test]
+fn watch_retries_the_mail_when_smtp_comes_back() {
+    use watch_harness::{assert_killed, Setup, Watch};
+    let s = server();
+    let t = Setup::new(&[s]);
+    let mut smtp = SmtpServer::start();
+    let port = smtp.port();
+    smtp.stop();
+    t.write(&t.ini_text(
+        "",
+        &[("x", s.addr())],
+        "run_max_count=999\ndry_run=0",
+        &format!("k_user={}\nk_longtime=1", t.app1.name),
+        &format!("[mail_config]\nmail_host=127.0.0.1:{port}\nmail_receiver=dba@example.com"),
+    ));
+    let mut w = Watch::start(&t);
+    w.wait_connected(&["x"], &[&t.app1, &t.app2, &t.mon]);
+    let q = t.query(s, &t.app1, "SELECT SLEEP(60) /* retry me */");
+    let id = q.conn_id;
+    assert_killed(q, Duration::from_secs(20), &w.log_text());
+    w.wait_log(Duration::from_secs(20), "x: mail failed");
+    assert!(w.log_text().contains("retrying in 5 s"), "{}", w.log_text());
+
+    let smtp = SmtpServer::start_on(port);
+    // Backoff 5 s, then 10 s: well within the wait.
+    let mails = smtp.wait_messages(1, Duration::from_secs(40));
+    let body = mails[0].body();
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with(&format!("{id} ")) && l.contains(&t.app1.name)),
+        "{body}"
+    );
+    assert!(body.contains("retry me"), "{body}");
+    w.wait_log(Duration::from_secs(10), "x: mail sent to dba@example.com");
+    let st = w.terminate(Duration::from_secs(20));
+    assert!(st.success(), "{st}");
 }

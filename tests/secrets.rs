@@ -52,7 +52,10 @@ fn encrypt(mut cmd: Command, password: &str) -> String {
     let value = stdout.trim().to_string();
     assert!(value.starts_with("enc:v1:"), "{stdout}");
     assert_eq!(stdout.lines().count(), 1, "one value to paste: {stdout}");
-    assert!(!text.contains(password), "the password is never echoed:\n{text}");
+    assert!(
+        !text.contains(password),
+        "the password is never echoed:\n{text}"
+    );
     value
 }
 
@@ -169,7 +172,10 @@ fn gen_key_encrypt_password_and_kill_with_the_decrypted_passwords() {
     let mails = smtp.wait_messages(1, Duration::from_secs(10));
     assert_eq!(
         mails[0].auth,
-        Some(("mysqk@example.com".to_string(), "Mail-Secret-42".to_string()))
+        Some((
+            "mysqk@example.com".to_string(),
+            "Mail-Secret-42".to_string()
+        ))
     );
     assert_eq!(mails[0].mail_from, "mysqk@example.com");
 
@@ -208,7 +214,10 @@ fn key_problems_exit_2_each_with_its_own_message() {
             String::new(),
             app_enc.clone(),
             Some(&other),
-            format!("[db_auth] {}: wrong key: this value was encrypted with key id", u.app),
+            format!(
+                "[db_auth] {}: wrong key: this value was encrypted with key id",
+                u.app
+            ),
         ),
         (
             "tampered",
@@ -239,7 +248,10 @@ fn key_problems_exit_2_each_with_its_own_message() {
             format!("key_file={}", missing_file.display()),
             app_enc.clone(),
             None,
-            format!("[settings] key_file: cannot load the key: cannot read key file {}", missing_file.display()),
+            format!(
+                "[settings] key_file: cannot load the key: cannot read key file {}",
+                missing_file.display()
+            ),
         ),
     ];
     let mut messages = Vec::new();
@@ -253,9 +265,15 @@ fn key_problems_exit_2_each_with_its_own_message() {
             }
             let (code, text, _) = run(&mut cmd);
             assert_eq!(code, 2, "{what} ({sub:?}):\n{text}");
-            assert!(text.contains(want.as_str()), "{what}: want `{want}` in:\n{text}");
+            assert!(
+                text.contains(want.as_str()),
+                "{what}: want `{want}` in:\n{text}"
+            );
             assert!(!text.contains(&u.app_pw), "{what}:\n{text}");
-            assert!(!text.contains(&key) && !text.contains(&other), "{what}:\n{text}");
+            assert!(
+                !text.contains(&key) && !text.contains(&other),
+                "{what}:\n{text}"
+            );
             if sub[0] == "kill" {
                 messages.push(text);
             }
@@ -265,7 +283,11 @@ fn key_problems_exit_2_each_with_its_own_message() {
     for (i, (what, ..)) in cases.iter().enumerate() {
         for (j, (_, _, _, _, want)) in cases.iter().enumerate() {
             if i != j {
-                assert!(!messages[i].contains(want.as_str()), "{what}: {}", messages[i]);
+                assert!(
+                    !messages[i].contains(want.as_str()),
+                    "{what}: {}",
+                    messages[i]
+                );
             }
         }
     }
@@ -284,11 +306,12 @@ fn encrypt_password_input_rules() {
     let (code, text, _) = run(mysqk_bin().args(["encrypt-password", "hunter2"]));
     assert_eq!(code, 2, "{text}");
     // No key anywhere.
-    let (code, text, _) = run(mysqk_bin()
-        .current_dir(dir.path())
-        .arg("encrypt-password"));
+    let (code, text, _) = run(mysqk_bin().current_dir(dir.path()).arg("encrypt-password"));
     assert_eq!(code, 2, "{text}");
-    assert!(text.contains("no key: set MYSQK_KEY or [settings] key_file"), "{text}");
+    assert!(
+        text.contains("no key: set MYSQK_KEY or [settings] key_file"),
+        "{text}"
+    );
     // Empty stdin.
     let (code, text, _) = run(mysqk_bin()
         .current_dir(dir.path())
@@ -300,7 +323,10 @@ fn encrypt_password_input_rules() {
     let key_file = dir.path().join("loose.key");
     std::fs::write(&key_file, format!("{}\n", "11".repeat(32))).unwrap();
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let cfg = write_ini(dir.path(), &format!("[settings]\nkey_file={}\n", key_file.display()));
+    let cfg = write_ini(
+        dir.path(),
+        &format!("[settings]\nkey_file={}\n", key_file.display()),
+    );
     let mut child = mysqk_bin()
         .args(["-c", cfg.to_str().unwrap(), "encrypt-password"])
         .stdin(Stdio::piped())
@@ -360,8 +386,14 @@ fn no_secret_leaks_into_logs_snapshots_or_mail() {
     assert!(support::is_killed_error(
         &q.join_within(Duration::from_secs(10)).unwrap_err()
     ));
-    assert!(text.contains("DEBUG") || text.contains("TRACE"), "debug logging is on:\n{text}");
-    assert!(text.contains("IDENTIFIED BY '***'"), "redacted, still readable:\n{text}");
+    assert!(
+        text.contains("DEBUG") || text.contains("TRACE"),
+        "debug logging is on:\n{text}"
+    );
+    assert!(
+        text.contains("IDENTIFIED BY '***'"),
+        "redacted, still readable:\n{text}"
+    );
 
     let mails = smtp.wait_messages(1, Duration::from_secs(10));
     assert_eq!(mails[0].auth.as_ref().map(|a| a.1.as_str()), Some(mail_pw));

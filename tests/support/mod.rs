@@ -39,8 +39,8 @@ pub const ADMIN_USER: &str = "tadmin";
 pub const ADMIN_PASS: &str = "tadmin-pw";
 
 /// Replication account created on a primary by [`Server::start_replica_of`].
-const REPL_USER: &str = "trepl";
-const REPL_PASS: &str = "trepl-pw";
+pub const REPL_USER: &str = "trepl";
+pub const REPL_PASS: &str = "trepl-pw";
 
 const DIR_PREFIX: &str = "mysqk-t-";
 const START_TIMEOUT: Duration = Duration::from_secs(60);

@@ -80,12 +80,7 @@ impl Received {
 
     /// Headers and decoded body together, for searching.
     pub fn text(&self) -> String {
-        format!(
-            "{}\n{}\n{}",
-            self.split().0,
-            self.subject(),
-            self.body()
-        )
+        format!("{}\n{}\n{}", self.split().0, self.subject(), self.body())
     }
 }
 
@@ -163,9 +158,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl SmtpServer {
-    /// Listens on a free port of 127.0.0.1.
+    /// Listens on a free port of 127.0.0.1, below the ephemeral range (as
+    /// the database servers do), so that after `stop` no outgoing client
+    /// socket takes the port before [`SmtpServer::start_on`] reuses it.
     pub fn start() -> SmtpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test SMTP server");
+        // A port found free can be taken before we bind it: retry.
+        for _ in 0..5 {
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", super::pick_free_port())) {
+                return SmtpServer::serve(l);
+            }
+        }
+        panic!("no free port for the test SMTP server");
+    }
+
+    /// Listens on `port` of 127.0.0.1, e.g. to bring a stopped server back
+    /// on its old address.
+    pub fn start_on(port: u16) -> SmtpServer {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("bind the test SMTP server on port {port}: {e}"));
+        SmtpServer::serve(listener)
+    }
+
+    fn serve(listener: TcpListener) -> SmtpServer {
         let port = listener.local_addr().expect("local addr").port();
         let shared = Arc::new(Shared {
             messages: Mutex::new(Vec::new()),
@@ -244,6 +258,28 @@ impl SmtpServer {
 impl Drop for SmtpServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A port that accepts TCP connections (the kernel completes the handshake)
+/// but never says a word: the SMTP server that hangs, which only client
+/// timeouts get out of.
+pub struct Blackhole {
+    listener: TcpListener,
+}
+
+impl Blackhole {
+    pub fn start() -> Blackhole {
+        Blackhole {
+            listener: TcpListener::bind("127.0.0.1:0").expect("bind the blackhole"),
+        }
+    }
+
+    pub fn host_port(&self) -> String {
+        format!(
+            "127.0.0.1:{}",
+            self.listener.local_addr().expect("local addr").port()
+        )
     }
 }
 
