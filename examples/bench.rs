@@ -76,7 +76,8 @@ struct Opts {
     keep: bool,
 }
 
-const USAGE: &str = "usage: bench [--mysqk PATH] [--rounds N (3)] [--out FILE] [--only S1,S2,...]\n\
+const USAGE: &str =
+    "usage: bench [--mysqk PATH] [--rounds N (3)] [--out FILE] [--only S1,S2,...]\n\
     [--s1-conns N (2000)] [--s2-queries N (20)] [--s2-spread SECS (6)]\n\
     [--s3-conns N (3000)] [--s3-window SECS (20)] [--s4-instances N (50)]\n\
     [--s4-window SECS (20)] [--s5-rounds N (5)] [--keep]";
@@ -943,6 +944,8 @@ fn s5(ctx: &mut Ctx) -> Row {
                     .args([
                         "--match-user",
                         APP1.0,
+                        "--match-command",
+                        "Query",
                         "--busy-time",
                         "3600",
                         "--interval",
@@ -1052,6 +1055,8 @@ fn s3(ctx: &mut Ctx) -> Row {
                     pt_kill().arg(ctx.srv.ptk_dsn()).args([
                         "--match-user",
                         APP1.0,
+                        "--match-command",
+                        "Query",
                         "--busy-time",
                         "3600",
                         "--interval",
@@ -1132,6 +1137,8 @@ fn s2(ctx: &mut Ctx) -> (Row, Row) {
                 pt_kill().arg(ctx.srv.ptk_dsn()).args([
                     "--match-user",
                     APP1.0,
+                    "--match-command",
+                    "Query",
                     "--busy-time",
                     "2",
                     "--interval",
@@ -1265,6 +1272,8 @@ fn s4(ctx: &mut Ctx) -> (Row, Row) {
                         pt_kill().arg(ctx.srv.ptk_dsn()).args([
                             "--match-user",
                             APP1.0,
+                            "--match-command",
+                            "Query",
                             "--busy-time",
                             "3600",
                             "--interval",
@@ -1282,15 +1291,19 @@ fn s4(ctx: &mut Ctx) -> (Row, Row) {
             Which::Mysqk => MON.0,
             Which::PtKill => PTK.0,
         };
-        wait_for("every instance to be connected", Duration::from_secs(120), || {
-            count(
-                &mut admin,
-                &format!(
-                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{user}'"
-                ),
-            ) as usize
-                >= k
-        });
+        wait_for(
+            "every instance to be connected",
+            Duration::from_secs(120),
+            || {
+                count(
+                    &mut admin,
+                    &format!(
+                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{user}'"
+                    ),
+                ) as usize
+                    >= k
+            },
+        );
         // Let start-up settle (pt-kill's compile, mysqk's logins).
         thread::sleep(Duration::from_secs(2));
         let pids: Vec<i32> = tools.iter().map(Tool::pid).collect();
@@ -1426,16 +1439,28 @@ fn main() {
         rows.push(b);
     }
     if o.wants("FLOOR") {
-        for (c, b) in [(1, 1), (1, 2000), (1, 100), (2, 1000), (4, 500), (4, 1), (8, 1)] {
+        for (c, b) in [
+            (1, 1),
+            (1, 2000),
+            (1, 100),
+            (2, 1000),
+            (4, 500),
+            (4, 1),
+            (8, 1),
+        ] {
             let (sent, clear) = s1_floor(&mut ctx, c, b);
-            progress(&format!("floor conns={c} batch={b}: sent {sent:.3} s, clear {clear:.3} s"));
+            progress(&format!(
+                "floor conns={c} batch={b}: sent {sent:.3} s, clear {clear:.3} s"
+            ));
         }
     }
     if o.wants("S5") {
         rows.push(s5(&mut ctx));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpus = thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut md = String::new();
     let _ = writeln!(md, "# mysqk vs pt-kill\n");
     let _ = writeln!(

@@ -551,9 +551,9 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                     let mut followups = Vec::new();
                     if let Ok(report) = &result {
                         // A KILL only sets a flag: check that each one took effect.
-                        let mut tracker = crate::verify::Tracker::new(
-                            crate::verify::Policy::new(rules.killed_report),
-                        );
+                        let mut tracker = crate::verify::Tracker::new(crate::verify::Policy::new(
+                            rules.killed_report,
+                        ));
                         tracker.track(&report.outcomes, std::time::Instant::now());
                         if args.verify_secs > 0 && !tracker.is_empty() {
                             followups = pass::verify_window(
@@ -748,18 +748,16 @@ fn encrypt_password(cli: &Cli) -> Result<u8, CliError> {
             None
         }
     };
+    const NO_KEY: &str =
+        "no key: set MYSQK_KEY or [settings] key_file (create one with `mysqk gen-key`)";
     let (key, source) = match crypto::load_key(env_key.as_deref(), key_file.as_deref()) {
         Ok(Some(found)) => found,
-        Ok(None) => {
-            return Err(CliError::Usage(
-                "no key: set MYSQK_KEY or [settings] key_file (create one with `mysqk gen-key`)"
-                    .into(),
-            ))
-        }
+        Ok(None) => return Err(CliError::Usage(NO_KEY.into())),
         Err(e) => return Err(CliError::Usage(format!("cannot load the key: {e}"))),
     };
     let password = read_password()?;
-    let value = crypto::try_encrypt(&key, &password).map_err(|e| CliError::Runtime(e.to_string()))?;
+    let value =
+        crypto::try_encrypt(&key, &password).map_err(|e| CliError::Runtime(e.to_string()))?;
     log::info!("encrypted with the key from {source} (id {})", key.id());
     println!("{value}");
     Ok(0)
@@ -770,9 +768,15 @@ fn read_password() -> Result<String, CliError> {
     let stdin = std::io::stdin();
     let mut text = String::new();
     if stdin.is_terminal() {
+        // Echo off before the prompt: whatever is typed once the prompt is
+        // visible must not appear on the screen.
+        let _guard = EchoOff::new().ok_or_else(|| {
+            CliError::Runtime(
+                "cannot turn off terminal echo; pipe the password on stdin instead".into(),
+            )
+        })?;
         eprint!("Password: ");
         let _ = std::io::stderr().flush();
-        let _guard = EchoOff::new();
         stdin
             .read_line(&mut text)
             .map_err(|e| CliError::Runtime(format!("cannot read the password: {e}")))?;
@@ -792,31 +796,32 @@ fn read_password() -> Result<String, CliError> {
 }
 
 /// Turns terminal echo off for as long as it lives.
-struct EchoOff(Option<libc::termios>);
+struct EchoOff(libc::termios);
 
 impl EchoOff {
-    fn new() -> EchoOff {
+    /// `None` when stdin's echo cannot be turned off.
+    fn new() -> Option<EchoOff> {
         // SAFETY: tcgetattr/tcsetattr on fd 0 with a zeroed, then filled, termios.
         unsafe {
             let mut t: libc::termios = std::mem::zeroed();
             if libc::tcgetattr(0, &mut t) != 0 {
-                return EchoOff(None);
+                return None;
             }
             let saved = t;
             t.c_lflag &= !libc::ECHO;
-            libc::tcsetattr(0, libc::TCSANOW, &t);
-            EchoOff(Some(saved))
+            if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
+                return None;
+            }
+            Some(EchoOff(saved))
         }
     }
 }
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
-        if let Some(t) = self.0 {
-            // SAFETY: restores the attributes read in `new`.
-            unsafe {
-                libc::tcsetattr(0, libc::TCSANOW, &t);
-            }
+        // SAFETY: restores the attributes read in `new`.
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &self.0);
         }
     }
 }

@@ -1330,7 +1330,10 @@ dry_run=0
         let e = Config::parse(Path::new("t.ini"), &text, Some(&other.to_hex()))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("t.ini:16: [db_auth] app1: wrong key: "), "{e}");
+        assert!(
+            e.starts_with("t.ini:16: [db_auth] app1: wrong key: "),
+            "{e}"
+        );
         assert!(e.contains(&k.id()) && e.contains(&other.id()), "{e}");
         assert!(e.contains("environment variable MYSQK_KEY"), "{e}");
 

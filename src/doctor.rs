@@ -177,8 +177,9 @@ pub fn assess(f: &InstanceFacts) -> Vec<Problem> {
     }
     let puser_ok = puser.is_some_and(UserFacts::connected);
     if puser_ok {
-        match &f.lock_tables {
-            Some(Err(e)) => problem(
+        if let Some(Err(e)) = &f.lock_tables {
+            let grantee = puser.map(UserFacts::grantee).unwrap_or_default();
+            problem(
                 if f.k_lock > 0 {
                     Severity::Error
                 } else {
@@ -188,16 +189,11 @@ pub fn assess(f: &InstanceFacts) -> Vec<Problem> {
                 format!("cannot read the lock-wait tables: {e}"),
                 match f.flavor {
                     Some(Flavor::MySql8) => format!(
-                        "GRANT PROCESS ON *.* TO {0}; GRANT SELECT ON performance_schema.* TO {0};",
-                        puser.map(UserFacts::grantee).unwrap_or_default()
+                        "GRANT PROCESS ON *.* TO {grantee}; GRANT SELECT ON performance_schema.* TO {grantee};"
                     ),
-                    _ => format!(
-                        "GRANT PROCESS ON *.* TO {};",
-                        puser.map(UserFacts::grantee).unwrap_or_default()
-                    ),
+                    _ => format!("GRANT PROCESS ON *.* TO {grantee};"),
                 },
-            ),
-            _ => {}
+            );
         }
         if f.k_lock > 0 && f.mdl == Some(MdlSource::None) {
             problem(
@@ -222,7 +218,9 @@ pub fn assess(f: &InstanceFacts) -> Vec<Problem> {
         .iter()
         .filter(|u| u.connected() && u.kills_others)
         .collect();
-    for ku in &f.k_users {
+    // Nothing is known about an instance nobody could log in to.
+    let reachable = f.users.iter().any(UserFacts::connected);
+    for ku in f.k_users.iter().filter(|_| reachable) {
         let own = f.users.iter().find(|u| &u.user == ku);
         let own_ok = own.is_some_and(|u| u.connected() && (!f.rds || u.rds_kill != Some(false)));
         let other_ok = killers_of_others
@@ -437,7 +435,11 @@ pub fn check_instance(cfg: &Config, inst: &Instance) -> InstanceFacts {
                 }
             }
         }
-        f.lock_tables = Some(inspector::lock_waits(p).map(|_| ()).map_err(|e| e.to_string()));
+        f.lock_tables = Some(
+            inspector::lock_waits(p)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        );
         f.mdl = Some(inspector::mdl_source(p));
     }
     f
@@ -495,10 +497,19 @@ pub fn render(facts: &[InstanceFacts], problems: &[Problem]) -> String {
         for u in &f.users {
             let role = if u.user == f.puser { "db_puser" } else { "" };
             let (login, sees, kills) = match &u.connect {
-                Err(e) => (format!("FAILED: {}", output::cut(e, 70)), "-".into(), "-".into()),
+                Err(e) => (
+                    format!("FAILED: {}", output::cut(e, 70)),
+                    "-".into(),
+                    "-".into(),
+                ),
                 Ok(()) => (
                     "ok".to_string(),
-                    if u.sees_all { "all threads" } else { "own threads" }.to_string(),
+                    if u.sees_all {
+                        "all threads"
+                    } else {
+                        "own threads"
+                    }
+                    .to_string(),
                     match (u.kills_others, u.rds_kill) {
                         (_, Some(false)) => "none (no EXECUTE on mysql.rds_kill)".to_string(),
                         (true, _) => "any thread".to_string(),
@@ -523,7 +534,15 @@ pub fn render(facts: &[InstanceFacts], problems: &[Problem]) -> String {
         }
     }
     s.push_str(&output::render(
-        &["INSTANCE", "USER", "ROLE", "LOGIN", "SEES", "CAN KILL", "IN K_USER"],
+        &[
+            "INSTANCE",
+            "USER",
+            "ROLE",
+            "LOGIN",
+            "SEES",
+            "CAN KILL",
+            "IN K_USER",
+        ],
         &user_rows,
     ));
     s.push('\n');
@@ -539,10 +558,7 @@ pub fn render(facts: &[InstanceFacts], problems: &[Problem]) -> String {
                     Severity::Warning => "WARN ",
                 },
                 p.dbid,
-                p.user
-                    .as_ref()
-                    .map(|u| format!(" {u}"))
-                    .unwrap_or_default(),
+                p.user.as_ref().map(|u| format!(" {u}")).unwrap_or_default(),
                 p.what,
                 p.fix
             ));
@@ -654,7 +670,10 @@ mod tests {
             (
                 "wrong password",
                 |f| {
-                    f.users[1].connect = Err("Access denied for user 'app1'@'127.0.0.1' (using password: YES) (1045)".into());
+                    f.users[1].connect = Err(
+                        "Access denied for user 'app1'@'127.0.0.1' (using password: YES) (1045)"
+                            .into(),
+                    );
                     f.users[1].account = None;
                 },
                 Severity::Error,

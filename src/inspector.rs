@@ -8,9 +8,9 @@ use mysql::{Row, Value};
 
 use crate::matcher::LockWait;
 use crate::mdl;
-use crate::verify::TrxFacts;
 use crate::row::ProcRow;
 use crate::session::{Flavor, Session, SessionError};
+use crate::verify::TrxFacts;
 
 fn text(v: Option<Value>) -> Option<String> {
     match v {
@@ -254,8 +254,7 @@ pub fn mdl_source(s: &mut Session) -> MdlSource {
         .ok()
         .flatten()
         .is_some_and(|e| e.eq_ignore_ascii_case("YES"))
-        && s
-            .conn
+        && s.conn
             .query_first::<String, _>("SELECT @@performance_schema")
             .ok()
             .flatten()

@@ -99,7 +99,9 @@ pub fn mode(
 /// MariaDB's `TIME_MS` gives the milliseconds; without it (MySQL) `TIME` is
 /// whole seconds rounded down, so the estimate errs late (by < 1 s), never
 /// early. Lock wait times are whole seconds too. `skip` lists threads already
-/// handled (pending kills, dry-run repeats, this pass's victims).
+/// handled (pending kills, dry-run repeats, this pass's victims). Pile-up
+/// class rules (`k_query_count`, ...) are not predicted: a class that becomes
+/// abnormal is seen at the next regular pass.
 pub fn next_crossing(scan: &Scan, rules: &Rules, skip: &HashSet<u64>) -> Option<Duration> {
     let candidate = |row: &ProcRow| {
         rules.users.contains(&row.user)
@@ -109,6 +111,7 @@ pub fn next_crossing(scan: &Scan, rules: &Rules, skip: &HashSet<u64>) -> Option<
                 .exclude
                 .as_ref()
                 .is_some_and(|re| re.is_match(&row.row_text()))
+            && rules.fields.rejects(row).is_none()
     };
     let mut best: Option<u64> = None;
     let mut consider = |ms: u64| best = Some(best.map_or(ms, |b| b.min(ms)));

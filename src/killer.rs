@@ -5,9 +5,12 @@
 use mysql::prelude::Queryable;
 use serde::Serialize;
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::crypto::Secret;
 use crate::matcher::{KillCmd, KillMode, Victim};
-use crate::session::{error_code, error_text, Sessions};
+use crate::session::{error_code, error_text, Session, Sessions};
 
 /// MySQL/MariaDB error: `Unknown thread id` (the thread already ended).
 const ER_NO_SUCH_THREAD: u16 = 1094;
@@ -106,14 +109,25 @@ pub fn kill_all<'a>(
     cmd: KillCmd,
     dry_run: bool,
 ) -> Vec<Outcome> {
+    let actions: Vec<Action> = victims
+        .iter()
+        .map(|v| Action::for_victim(mode, &v.row.command))
+        .collect();
+    let mut settled: Vec<Option<KillResult>> = vec![None; victims.len()];
+    if !dry_run && cmd == KillCmd::Kill {
+        kill_batched(sessions, &password, victims, &actions, &mut settled);
+    }
+    // Whatever the batch path left (few victims, a refusal that needs the
+    // privileged fallback, a broken session, rds) goes one at a time.
     victims
         .iter()
-        .map(|v| {
-            let action = Action::for_victim(mode, &v.row.command);
-            let result = if dry_run {
-                KillResult::DryRun
-            } else {
-                kill_one(sessions, &password, auth_users, v, action, cmd)
+        .zip(actions)
+        .zip(settled)
+        .map(|((v, action), done)| {
+            let result = match done {
+                Some(r) => r,
+                None if dry_run => KillResult::DryRun,
+                None => kill_one(sessions, &password, auth_users, v, action, cmd),
             };
             Outcome {
                 victim: v.clone(),
@@ -122,6 +136,179 @@ pub fn kill_all<'a>(
             }
         })
         .collect()
+}
+
+/// Below this many victims of one user, one round trip per KILL costs
+/// about as much as the batch machinery.
+const BATCH_MIN: usize = 16;
+/// KILL statements per multi-statement packet (~25 bytes each).
+const CHUNK: usize = 100;
+/// A user with this many victims gets one extra connection per this many...
+const VICTIMS_PER_EXTRA: usize = 250;
+/// ...up to this many, opened for the burst and closed right after.
+const MAX_EXTRA: usize = 3;
+
+/// The fast path for many victims of one user (a connection storm): the
+/// KILLs go as multi-statement packets over the owner's held session plus a
+/// few extra connections of the same user, in parallel.
+///
+/// Correctness over speed: the server stops a multi-statement packet at the
+/// first failing statement, so each statement's answer is read in order and
+/// the rest of the packet is sent again after a failure. `Unknown thread id`
+/// settles that victim as gone; a refusal (not the owner, no privilege) or a
+/// broken connection leaves the victim unsettled for [`kill_one`], which
+/// tries the privileged sessions. Extra connections may fail to open (the
+/// server may be full: that is the incident); the held session then does it
+/// all.
+fn kill_batched<'a>(
+    sessions: &mut Sessions,
+    password: &impl Fn(&str) -> Option<&'a Secret>,
+    victims: &[Victim],
+    actions: &[Action],
+    settled: &mut [Option<KillResult>],
+) {
+    let mut by_owner: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, v) in victims.iter().enumerate() {
+        by_owner.entry(v.row.user.as_str()).or_default().push(i);
+    }
+    for (owner, idxs) in by_owner {
+        if idxs.len() < BATCH_MIN {
+            continue;
+        }
+        let Some(pw) = password(owner) else { continue };
+        let target = sessions.target.clone();
+        let Some(held) = sessions.ensure(owner, pw) else {
+            continue;
+        };
+        let stmts: Vec<(usize, String)> = idxs
+            .iter()
+            .map(|&i| (i, actions[i].sql(KillCmd::Kill, victims[i].row.id)))
+            .collect();
+        let chunks: Vec<&[(usize, String)]> = stmts.chunks(CHUNK).collect();
+        let next = AtomicUsize::new(0);
+        let extra = (idxs.len() / VICTIMS_PER_EXTRA).min(MAX_EXTRA);
+        let (held_out, extra_outs) = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..extra)
+                .map(|_| {
+                    let (target, chunks, next) = (&target, &chunks, &next);
+                    scope.spawn(move || match Session::open(target, owner, pw) {
+                        Ok(mut s) => drain_chunks(&mut s.conn, owner, chunks, next),
+                        Err(e) => {
+                            log::debug!("no extra session of {owner} for the kill burst: {e}");
+                            BatchOut::default()
+                        }
+                    })
+                })
+                .collect();
+            let held_out = drain_chunks(&mut held.conn, owner, &chunks, &next);
+            let extra_outs: Vec<BatchOut> = workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_default())
+                .collect();
+            (held_out, extra_outs)
+        });
+        if let Some(reason) = &held_out.broken {
+            sessions.drop_session(owner, reason);
+        }
+        for out in std::iter::once(held_out).chain(extra_outs) {
+            for (i, r) in out.settled {
+                settled[i] = Some(r);
+            }
+        }
+    }
+}
+
+/// What one connection settled in a kill burst.
+#[derive(Default)]
+struct BatchOut {
+    settled: Vec<(usize, KillResult)>,
+    /// The connection failed (network, timeout): the reason. Its unsettled
+    /// victims are left to [`kill_one`].
+    broken: Option<String>,
+}
+
+/// Takes chunks off the shared queue until none is left or the connection breaks.
+fn drain_chunks(
+    conn: &mut mysql::Conn,
+    via: &str,
+    chunks: &[&[(usize, String)]],
+    next: &AtomicUsize,
+) -> BatchOut {
+    let mut out = BatchOut::default();
+    loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let Some(chunk) = chunks.get(n) else {
+            return out;
+        };
+        if let Err(reason) = run_chunk(conn, via, chunk, &mut out.settled) {
+            out.broken = Some(reason);
+            return out;
+        }
+    }
+}
+
+/// Runs one chunk of KILL statements as multi-statement packets, re-sending
+/// what follows a failed statement. `Err`: the connection broke.
+fn run_chunk(
+    conn: &mut mysql::Conn,
+    via: &str,
+    chunk: &[(usize, String)],
+    settled: &mut Vec<(usize, KillResult)>,
+) -> Result<(), String> {
+    let mut pos = 0;
+    while pos < chunk.len() {
+        let start = pos;
+        let sql = chunk[pos..]
+            .iter()
+            .map(|(_, s)| s.as_str())
+            .collect::<Vec<_>>()
+            .join(";");
+        // Each answered statement moves `pos` on; a failure ends the packet.
+        let failure = match conn.query_iter(&sql) {
+            Err(e) => Some(e),
+            Ok(mut result) => {
+                let mut failure = None;
+                while let Some(mut set) = result.iter() {
+                    let answer = set.next();
+                    drop(set);
+                    if let Some(Err(e)) = answer {
+                        failure = Some(e);
+                        break;
+                    }
+                    settled.push((
+                        chunk[pos].0,
+                        KillResult::Killed {
+                            via: via.to_string(),
+                        },
+                    ));
+                    pos += 1;
+                }
+                failure
+            }
+        };
+        let Some(e) = failure else {
+            if pos == start {
+                // The server answered nothing for the packet: never loop on it.
+                return Err("no answer to a KILL batch".into());
+            }
+            continue;
+        };
+        let (i, stmt) = (chunk[pos].0, &chunk[pos].1);
+        match error_code(&e) {
+            Some(ER_NO_SUCH_THREAD) => settled.push((i, KillResult::Gone)),
+            // Left unsettled: kill_one tries the privileged sessions.
+            Some(ER_KILL_DENIED | ER_PROCACCESS_DENIED | ER_SPECIFIC_ACCESS_DENIED) => {}
+            Some(_) => settled.push((
+                i,
+                KillResult::Failed {
+                    message: format!("{stmt} as {via}: {}", error_text(&e)),
+                },
+            )),
+            None => return Err(error_text(&e)),
+        }
+        pos += 1;
+    }
+    Ok(())
 }
 
 /// Kill one thread with a given action (the verify step's escalation to

@@ -50,11 +50,6 @@ pub fn set_file(path: Option<&Path>) -> io::Result<()> {
     Ok(())
 }
 
-/// The current log file, if logs do not go to stderr.
-pub fn current_file() -> Option<PathBuf> {
-    target().as_ref().map(|t| t.path.clone())
-}
-
 /// Re-open the log file if its path now names another file (rotated) or none.
 pub fn reopen_if_moved() {
     let mut t = target();

@@ -35,6 +35,7 @@ use lettre::Message;
 use crate::config::{MailConfig, MailTls};
 use crate::event::Event;
 use crate::output;
+use crate::redact;
 
 /// Connect and per-command I/O timeout of a normal send. Short, because the
 /// reporter thread (snapshots of other events) waits while we talk to SMTP.
@@ -295,9 +296,13 @@ impl MailItem {
         if !e.followups.is_empty() {
             details.push_str("\nfollow-ups on earlier kills:\n");
             for f in &e.followups {
+                // Redacted too: a detail may quote the statement.
                 details.push_str(&format!(
                     "  thread {} ({}): {} - {}\n",
-                    f.id, f.user, f.outcome, f.detail
+                    f.id,
+                    f.user,
+                    f.outcome,
+                    redact::sql(&f.detail)
                 ));
             }
         }
@@ -578,10 +583,10 @@ impl Mailer {
         if let Some(m) = self.cfg.user.as_deref().and_then(|u| u.parse().ok()) {
             return Ok(m);
         }
-        Ok(format!("mysqk@{}", self.host_name())
+        format!("mysqk@{}", self.host_name())
             .parse()
             .or_else(|_| "mysqk@localhost".parse())
-            .map_err(|e| MailError::Build(format!("{e}")))?)
+            .map_err(|e| MailError::Build(format!("{e}")))
     }
 
     fn message(&self, items: &[&MailItem]) -> Result<Message, MailError> {
@@ -618,7 +623,11 @@ impl Mailer {
         let smtp = |error| smtp_error(&server, timeout, error);
         let tls = match self.cfg.tls {
             MailTls::None => None,
-            _ => Some(TlsParameters::new(host.clone()).map_err(smtp)?),
+            // Opportunistic must not fail where plain would work.
+            MailTls::Opportunistic => TlsParameters::new(host.clone()).ok(),
+            MailTls::StartTls | MailTls::Tls => {
+                Some(TlsParameters::new(host.clone()).map_err(smtp)?)
+            }
         };
         let wrapper = match self.cfg.tls {
             MailTls::Tls => tls.as_ref(),

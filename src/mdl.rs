@@ -150,7 +150,11 @@ fn direct(locks: &[Lock]) -> BTreeMap<(u64, String, String), BTreeSet<u64>> {
 /// the waiters' times (their statement time in the processlist).
 pub fn resolve(locks: &[Lock], rows: &[ProcRow]) -> Vec<Wait> {
     let direct = direct(locks);
-    let waiting: HashSet<u64> = locks.iter().filter(|l| !l.granted).map(|l| l.thread).collect();
+    let waiting: HashSet<u64> = locks
+        .iter()
+        .filter(|l| !l.granted)
+        .map(|l| l.thread)
+        .collect();
     let blockers_of = |t: u64| -> BTreeSet<u64> {
         direct
             .iter()

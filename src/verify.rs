@@ -201,8 +201,7 @@ pub fn same_statement(p: &Pending, r: &ProcRow, now: Instant) -> bool {
     r.command != "Sleep"
         && r.info.is_some()
         && r.info == p.info
-        && r.elapsed_ms() + slack_ms(p, r)
-            >= p.time_ms + ms(now.saturating_duration_since(p.when))
+        && r.elapsed_ms() + slack_ms(p, r) >= p.time_ms + ms(now.saturating_duration_since(p.when))
 }
 
 /// A statement that was interrupted and is undoing its changes: a connection
@@ -436,7 +435,10 @@ impl Tracker {
             }
             KillResult::Gone => {
                 self.pending.remove(&id);
-                finding(Kind::Gone, "gone before the escalating kill connection".into())
+                finding(
+                    Kind::Gone,
+                    "gone before the escalating kill connection".into(),
+                )
             }
             other => {
                 // Not retried: a failing kill is reported, not hammered.
@@ -519,6 +521,16 @@ mod tests {
         }
     }
 
+    /// (name, pending, row, trx, now, expected)
+    type Case<'a> = (
+        &'a str,
+        Pending,
+        Option<ProcRow>,
+        Option<&'a TrxFacts>,
+        Instant,
+        Decision,
+    );
+
     #[test]
     fn decisions() {
         let t0 = Instant::now();
@@ -540,8 +552,7 @@ mod tests {
         let mut coarse_same = row(7, "app1", "Query", 0, Some(Q));
         coarse_same.time = 7; // 5 s at the kill, read 2.5 s later, whole seconds
         coarse_same.time_ms = None;
-        // (name, pending, row, trx, now, expected)
-        let cases: Vec<(&str, Pending, Option<ProcRow>, Option<&TrxFacts>, Instant, Decision)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "gone after kill connection",
                 pending(Action::KillConnection, 5_000, t0),
@@ -810,7 +821,15 @@ mod tests {
             t0,
         );
         let none = HashMap::new();
-        let running = |s: f64| vec![row(7, "app1", "Query", 5_000 + (s * 1000.0) as u64, Some(Q))];
+        let running = |s: f64| {
+            vec![row(
+                7,
+                "app1",
+                "Query",
+                5_000 + (s * 1000.0) as u64,
+                Some(Q),
+            )]
+        };
         assert!(t.observe(&running(0.5), &none, at(0.5)).is_empty());
         let f = t.observe(&running(1.5), &none, at(1.5));
         assert_eq!(f.len(), 1);

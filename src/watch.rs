@@ -238,6 +238,8 @@ struct Supervisor {
     restart_at: HashMap<String, Instant>,
     generation: u64,
     started: DateTime<Local>,
+    /// The config path as the status file shows it (absolute when possible).
+    config_shown: PathBuf,
     status_error: Option<String>,
     lock: Option<LockFile>,
 }
@@ -246,6 +248,7 @@ impl Supervisor {
     fn new(cfg: Config, file: ConfigFile, lock: LockFile) -> Supervisor {
         let cfg = Arc::new(cfg);
         let reporter = Reporter::start(cfg.clone());
+        let config_shown = std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone());
         Supervisor {
             sender: reporter.sender(),
             reporter: Some(reporter),
@@ -257,6 +260,7 @@ impl Supervisor {
             restart_at: HashMap::new(),
             generation: 0,
             started: Local::now(),
+            config_shown,
             status_error: None,
             lock: Some(lock),
         }
@@ -453,10 +457,12 @@ impl Supervisor {
     }
 
     fn write_status(&mut self, force: bool) {
-        let Some(text) =
-            self.board
-                .render_if_dirty(force, &self.file.path, self.started, self.sender.dropped())
-        else {
+        let Some(text) = self.board.render_if_dirty(
+            force,
+            &self.config_shown,
+            self.started,
+            self.sender.dropped(),
+        ) else {
             return;
         };
         let path = &self.cfg.settings.status_file;

@@ -314,6 +314,45 @@ fn events_within_the_interval_are_folded_into_one_digest() {
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }
 
+/// `mail_tls` against a server without STARTTLS: `none` and the default
+/// (STARTTLS only when offered) deliver; `starttls` and `tls` refuse to send
+/// in clear text and keep the mail queued.
+#[test]
+fn mail_tls_modes_against_a_server_without_starttls() {
+    use mysqk::config::{MailConfig, MailTls};
+    use mysqk::event::Event;
+    use mysqk::mail::Mailer;
+
+    let smtp = SmtpServer::start();
+    for (tls, delivered) in [
+        (MailTls::None, true),
+        (MailTls::Opportunistic, true),
+        (MailTls::StartTls, false),
+        (MailTls::Tls, false),
+    ] {
+        let before = smtp.messages().len();
+        let mut mailer = Mailer::new(&MailConfig {
+            host: Some("127.0.0.1".into()),
+            port: Some(smtp.port()),
+            receivers: vec!["dba@example.com".into()],
+            tls,
+            interval: Duration::from_secs(60),
+            ..MailConfig::default()
+        });
+        mailer.on_event(&Event::new("crm0", "10.0.0.1:3306", true), None);
+        let got = smtp.messages().len() - before;
+        assert_eq!(got, usize::from(delivered), "{tls:?}");
+        assert_eq!(mailer.pending(), usize::from(!delivered), "{tls:?}");
+        mailer.shutdown();
+        assert_eq!(mailer.pending(), 0, "{tls:?}");
+        assert_eq!(
+            smtp.messages().len() - before,
+            usize::from(delivered),
+            "{tls:?}"
+        );
+    }
+}
+
 /// `watch` with an SMTP server that accepts connections and never answers:
 /// the reporter waits for its SMTP timeout, the instance thread does not, so
 /// the next runaway is still killed; SIGTERM during the hung attempt still

@@ -342,6 +342,77 @@ fn encrypt_password_input_rules() {
     assert!(text.contains("chmod 600"), "{text}");
 }
 
+/// On a terminal, `encrypt-password` prompts and reads with echo off: what
+/// is typed never shows on the screen (here: the pty's output).
+#[test]
+fn encrypt_password_prompts_without_echo_on_a_terminal() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::sync::mpsc;
+
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two fds; each is owned exactly once below.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    let mut master = unsafe { std::fs::File::from_raw_fd(master) };
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    let key = "22".repeat(32);
+    let mut cmd = mysqk_bin();
+    cmd.env("MYSQK_KEY", &key)
+        .arg("encrypt-password")
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::piped());
+    let mut child = support::ChildGuard::spawn(&mut cmd);
+    // Only the child may hold the terminal now, so the reader sees EOF/EIO
+    // when it exits.
+    drop(cmd);
+    drop(slave);
+    let mut stdout = child.0.stdout.take().unwrap();
+
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let mut reader = master.try_clone().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut screen = Vec::new();
+    support::wait_until(Duration::from_secs(10), "the password prompt", || {
+        while let Ok(b) = rx.try_recv() {
+            screen.extend(b);
+        }
+        String::from_utf8_lossy(&screen).contains("Password:")
+    });
+    master.write_all(b"Tty-Secret-77\n").unwrap();
+    let status = child
+        .wait_timeout(Duration::from_secs(10))
+        .expect("encrypt-password exits");
+    let mut value = String::new();
+    stdout.read_to_string(&mut value).unwrap();
+    reader.join().unwrap();
+    screen.extend(rx.try_iter().flatten());
+    let screen = String::from_utf8_lossy(&screen);
+    assert!(status.success(), "{status}: {screen}");
+    assert!(!screen.contains("Tty-Secret"), "echoed: {screen:?}");
+    let k = mysqk::crypto::Key::parse(&key).unwrap();
+    assert_eq!(
+        mysqk::crypto::decrypt(&k, value.trim()).unwrap(),
+        "Tty-Secret-77"
+    );
+}
+
 /// Debug logging, mail on, a victim whose statement carries a password
 /// literal: no plaintext password of the config, no key and no literal may
 /// show up on stdout/stderr, in the snapshot files or in the mail.

@@ -483,3 +483,79 @@ fn a_stale_lock_of_a_killed_watch_is_taken_over() {
     });
     assert!(b.terminate(SECS(10)).success());
 }
+
+/// The command line of the shipped `examples/mysqk.cron`, pointed at `ini`.
+fn cron_example_args(ini: &std::path::Path) -> Vec<String> {
+    let text = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mysqk.cron"))
+        .expect("examples/mysqk.cron");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with('*'))
+        .expect("a crontab line");
+    // m h dom mon dow user command...; the output redirection is the shell's.
+    let words: Vec<&str> = line.split_whitespace().skip(6).collect();
+    assert_eq!(words[0], "mysqk", "{line}");
+    words[1..]
+        .iter()
+        .take_while(|w| !w.starts_with(">>") && !w.starts_with("2>"))
+        .map(|w| {
+            if *w == "/etc/mysqk/mysqk.ini" {
+                ini.display().to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_cron_example_kills_and_overlapping_runs_exit_2() {
+    use std::os::unix::io::AsRawFd;
+    let s = server();
+    let t = Setup::new(&[s]);
+    let ini = t.write(&t.ini_text(
+        "",
+        &[("x", addr())],
+        "run_max_count=999\ndry_run=0",
+        &format!("k_user={}\nk_longtime=2", t.app1.name),
+        "",
+    ));
+    let args = cron_example_args(&ini);
+    let cron = || run_with_timeout(mysqk_bin().args(&args), SECS(30));
+
+    // An earlier run that is still busy holds the lock (and wrote its pid).
+    let lock = t.lock_path();
+    fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let busy = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .unwrap();
+    // SAFETY: flock on a descriptor owned by `busy`.
+    assert_eq!(
+        unsafe { libc::flock(busy.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    fs::write(&lock, "4242\n").unwrap();
+    let q = t.query(s, &t.app1, "SELECT SLEEP(60)");
+    s.wait_query_time(q.conn_id, 2);
+    let out = cron();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("pid 4242"), "{err}");
+    assert!(!q.is_finished(), "an overlapping run kills nothing");
+
+    // The earlier run ends (its lock goes with it): the next minute's run works.
+    drop(busy);
+    let out = cron();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_killed(q, SECS(10), "");
+    assert!(!lock.exists(), "the run released its lock");
+}
