@@ -333,6 +333,10 @@ impl Server {
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db")
             .arg("--skip-name-resolve")
+            // The bootstrap's temporary tables in our own dir, not /tmp: a
+            // concurrent install (or /tmp cleaner) removing `#sql-temptable-*`
+            // there failed the install ("Unknown table 'mysql.tmp_user_sys'").
+            .arg(format!("--tmpdir={}", self.dir.display()))
             .args(INNODB_ARGS)
             .stdin(Stdio::null())
             .output()
