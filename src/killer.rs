@@ -240,16 +240,21 @@ fn drain_chunks(
         let Some(chunk) = chunks.get(n) else {
             return out;
         };
-        if let Err(reason) = run_chunk(conn, via, chunk, &mut out.settled) {
+        if let Err(reason) = kill_batch(conn, via, chunk, &mut out.settled) {
             out.broken = Some(reason);
             return out;
         }
     }
 }
 
-/// Runs one chunk of KILL statements as multi-statement packets, re-sending
-/// what follows a failed statement. `Err`: the connection broke.
-fn run_chunk(
+/// Runs KILL statements (`(index, sql)`) on one connection as
+/// multi-statement packets and pushes each statement's result onto
+/// `settled`. The server stops a packet at its first failing statement, so
+/// answers are read one by one and whatever followed a failure is sent
+/// again. A refused statement (not the owner, no privilege) is left out of
+/// `settled` for the caller's fallback. `Err`: the connection broke; the
+/// statements not in `settled` were not (known to be) done.
+pub fn kill_batch(
     conn: &mut mysql::Conn,
     via: &str,
     chunk: &[(usize, String)],

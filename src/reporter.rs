@@ -50,8 +50,16 @@ impl ReportSender {
         }
     }
 
+    /// Hand over a reloaded config. Unlike events this may wait briefly: a
+    /// reload must not be lost because the queue happened to be full.
     pub fn config(&self, cfg: Arc<Config>) {
-        let _ = self.tx.try_send(Msg::Config(cfg));
+        if self
+            .tx
+            .send_timeout(Msg::Config(cfg), Duration::from_secs(5))
+            .is_err()
+        {
+            log::error!("reporter busy: the reloaded config did not reach it (mail/hook settings unchanged)");
+        }
     }
 
     pub fn dropped(&self) -> u64 {

@@ -107,7 +107,19 @@ impl fmt::Debug for Session {
 pub fn error_text(e: &mysql::Error) -> String {
     match e {
         mysql::Error::MySqlError(me) => format!("{} ({})", me.message, me.code),
-        other => other.to_string(),
+        other => {
+            let text = other.to_string();
+            // A read/write timeout surfaces as EAGAIN (os error 11) or ETIMEDOUT
+            // deep inside the driver's codec error; say what it means.
+            let timed_out = matches!(other, mysql::Error::IoError(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+                || text.contains("os error 11)")
+                || text.contains("os error 110)");
+            if timed_out {
+                "no answer within the timeout (server hung or unreachable)".to_string()
+            } else {
+                text
+            }
+        }
     }
 }
 

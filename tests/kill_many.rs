@@ -213,3 +213,72 @@ fn a_batch_carries_on_past_gone_and_refused_threads() {
     );
     drop(other);
 }
+
+/// One connection, one packet list: failures first, in the middle and last
+/// are each answered for themselves and never stop the statements after
+/// them (MariaDB ends a multi-statement packet at its first error).
+#[test]
+fn kill_batch_answers_every_statement_even_after_errors() {
+    let s = server();
+    let (app1, app2, schema) = (unique("app"), unique("app"), unique("db"));
+    s.create_app_user(&app1, PW, &schema);
+    s.create_app_user(&app2, PW, &schema);
+    let mine = s.open_idle(&app1, PW, 30);
+    let other = s.open_idle(&app2, PW, 1);
+    let mine_ids = conn_ids(&mine);
+    let other_id = conn_ids(&other)[0];
+    let ended = {
+        let c = s.connect(&app1, PW).unwrap();
+        let id = u64::from(c.connection_id());
+        drop(c);
+        s.wait_thread_gone(id, Duration::from_secs(30));
+        id
+    };
+
+    // refused first, gone in the middle, refused in the middle, gone last.
+    let mut ids = vec![other_id];
+    ids.extend(&mine_ids[..10]);
+    ids.push(ended);
+    ids.extend(&mine_ids[10..20]);
+    ids.push(other_id);
+    ids.extend(&mine_ids[20..]);
+    ids.push(ended);
+    let stmts: Vec<(usize, String)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (i, format!("KILL CONNECTION {id}")))
+        .collect();
+
+    let mut killer_conn = s.connect(&app1, PW).unwrap();
+    let mut settled = Vec::new();
+    killer::kill_batch(&mut killer_conn, &app1, &stmts, &mut settled)
+        .expect("the connection stays up");
+    let by_index: std::collections::HashMap<usize, KillResult> = settled.into_iter().collect();
+    for (i, id) in ids.iter().enumerate() {
+        let got = by_index.get(&i);
+        if *id == other_id {
+            assert_eq!(
+                got, None,
+                "statement {i} (refused) is left for the fallback"
+            );
+        } else if *id == ended {
+            assert_eq!(got, Some(&KillResult::Gone), "statement {i}");
+        } else {
+            assert_eq!(
+                got,
+                Some(&KillResult::Killed { via: app1.clone() }),
+                "statement {i} (thread {id})"
+            );
+        }
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "app1's 30 threads to leave the processlist",
+        || {
+            let now = alive(s);
+            mine_ids.iter().all(|id| !now.contains(id))
+        },
+    );
+    assert!(s.thread_exists(other_id), "{app2}'s thread survives");
+    drop(other);
+}
