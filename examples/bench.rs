@@ -807,11 +807,12 @@ fn s1(ctx: &mut Ctx) -> Row {
         // processlist until none of the storm's threads is listed.
         let deadline = t0 + Duration::from_secs(120);
         wait_closed(&fds, deadline);
+        let closed = t0.elapsed().as_secs_f64();
         let mut left = n as u64;
         while left > 0 && Instant::now() < deadline {
             left = count(&mut admin, &left_sql);
             if left > 0 {
-                thread::sleep(Duration::from_millis(2));
+                thread::sleep(Duration::from_millis(std::env::var("BENCH_POLL_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)));
             }
         }
         let secs = t0.elapsed().as_secs_f64();
@@ -833,7 +834,10 @@ fn s1(ctx: &mut Ctx) -> Row {
                 which.name()
             ));
         }
-        progress(&format!("S1 round {round} {}: {secs:.3} s", which.name()));
+        progress(&format!(
+            "S1 round {round} {}: {secs:.3} s (all sockets closed at {closed:.3} s)",
+            which.name()
+        ));
         match which {
             Which::Mysqk => row.mysqk.push(secs),
             Which::PtKill => row.ptkill.push(secs),

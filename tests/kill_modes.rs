@@ -234,6 +234,60 @@ fn query_mode_stops_the_statement_and_keeps_the_connection() {
     );
 }
 
+/// A statement that ignores `KILL QUERY`: a procedure whose handler swallows
+/// the interruption and loops on. The verify step sees the same statement
+/// still running after the grace time and escalates to `KILL CONNECTION`, once.
+#[test]
+fn kill_query_ignored_is_escalated_to_kill_connection_once() {
+    let s = server();
+    let t = Setup::on(s);
+    let proc_name = format!("`{}`.stubborn", t.schema);
+    s.exec(&format!(
+        // INVOKER: a DEFINER routine shows its definer as the thread's user.
+        "CREATE PROCEDURE {proc_name}() SQL SECURITY INVOKER BEGIN \
+         DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END; \
+         LOOP DO SLEEP(1); END LOOP; END"
+    ));
+    let q = t.query(&t.app1, &format!("CALL {proc_name}()"));
+    let id = q.conn_id;
+    s.wait_query_time(id, 1);
+    let ini = t.ini(
+        &format!("k_user={}\nk_longtime=1\nk_mode=query", t.app1),
+        "",
+    );
+    let (code, out) = kill(&ini, &["--verify-secs", "10"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("kill query"), "{out}");
+    let mine: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with(&format!("x: thread {id} (")))
+        .collect();
+    assert_eq!(mine.len(), 2, "escalated, then gone:\n{out}");
+    assert!(
+        mine[0].contains(&format!(
+            "escalated: same statement still running after kill query: kill connection sent (as {})",
+            t.app1
+        )),
+        "{out}"
+    );
+    assert!(
+        mine[1].contains("gone") && mine[1].contains("after the escalated kill connection"),
+        "{out}"
+    );
+    assert!(
+        support::is_killed_error(&q.join_within(Duration::from_secs(10)).unwrap_err()),
+        "{out}"
+    );
+    // The snapshot's follow-ups carry the escalation too.
+    let snaps = t.snapshot_texts();
+    assert!(
+        snaps
+            .last()
+            .is_some_and(|s| s.contains(&format!("thread {id} ({}): escalated", t.app1))),
+        "{snaps:?}"
+    );
+}
+
 /// Runs `mysqk watch` on `ini` until dropped.
 fn watch(ini: &Path, log: &Path) -> ChildGuard {
     let mut cmd = mysqk_bin();
