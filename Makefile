@@ -25,8 +25,7 @@ demo: deps
 	$(CARGO) build --bins --examples
 	scripts/demo.sh
 
-## bench: benchmarks (scripts/bench.sh)
+## bench: mysqk vs pt-kill on a throwaway MariaDB (scripts/bench.sh; ~6 min);
+##        writes bench/results/latest.md. BENCH_ARGS='--only S1,S5 --rounds 5'
 bench:
-	@if [ -x scripts/bench.sh ]; then scripts/bench.sh; \
-	elif [ -f scripts/bench.sh ]; then bash scripts/bench.sh; \
-	else echo "bench: scripts/bench.sh does not exist yet" >&2; exit 1; fi
+	bash scripts/bench.sh $(BENCH_ARGS)

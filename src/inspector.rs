@@ -15,7 +15,12 @@ use crate::verify::TrxFacts;
 fn text(v: Option<Value>) -> Option<String> {
     match v {
         None | Some(Value::NULL) => None,
-        Some(Value::Bytes(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+        // Reuses the driver's buffer: every pass reads every thread's fields,
+        // so a copy per field is most of the scan's client-side cost.
+        Some(Value::Bytes(b)) => Some(
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
         Some(other) => Some(other.as_sql(true).trim_matches('\'').to_string()),
     }
 }
@@ -26,16 +31,22 @@ fn number(v: Option<Value>) -> u64 {
         Some(Value::UInt(u)) => u,
         Some(Value::Float(f)) => f.max(0.0) as u64,
         Some(Value::Double(f)) => f.max(0.0) as u64,
-        Some(Value::Bytes(b)) => {
-            let s = String::from_utf8_lossy(&b);
-            // TIME_MS is a decimal: keep the integer part.
-            s.split('.')
-                .next()
-                .and_then(|p| p.trim().parse().ok())
-                .unwrap_or(0)
-        }
+        Some(Value::Bytes(b)) => digits(&b),
         _ => 0,
     }
+}
+
+/// The integer part of a decimal in text form (`TIME_MS` is `1234.567`);
+/// 0 when there is none. Saturates instead of overflowing.
+fn digits(b: &[u8]) -> u64 {
+    let b = b.trim_ascii();
+    let int = b.split(|&c| c == b'.').next().unwrap_or_default();
+    if int.is_empty() || !int.iter().all(u8::is_ascii_digit) {
+        return 0;
+    }
+    int.iter().fold(0u64, |n, &c| {
+        n.saturating_mul(10).saturating_add(u64::from(c - b'0'))
+    })
 }
 
 /// The processlist query for this flavor.
@@ -55,16 +66,16 @@ fn processlist_sql(flavor: Flavor) -> &'static str {
 /// Every thread the session's user can see (all of them with PROCESS).
 pub fn processlist(s: &mut Session) -> Result<Vec<ProcRow>, SessionError> {
     let sql = processlist_sql(s.flavor);
-    let rows: Vec<Row> = match s.conn.query(sql) {
-        Ok(rows) => rows,
+    // Rows are converted as they arrive, not collected first.
+    match s.conn.query_map(sql, to_proc_row) {
+        Ok(rows) => Ok(rows),
         // performance_schema.processlist is 8.0.22+; older 8.0 falls back.
         Err(_) if s.flavor == Flavor::MySql8 => s
             .conn
-            .query(processlist_sql(Flavor::MySql57))
-            .map_err(|e| s.query_err(&e))?,
-        Err(e) => return Err(s.query_err(&e)),
-    };
-    Ok(rows.into_iter().map(to_proc_row).collect())
+            .query_map(processlist_sql(Flavor::MySql57), to_proc_row)
+            .map_err(|e| s.query_err(&e)),
+        Err(e) => Err(s.query_err(&e)),
+    }
 }
 
 fn to_proc_row(mut r: Row) -> ProcRow {
@@ -367,5 +378,38 @@ pub fn snapshot(s: &mut Session, processlist: &[ProcRow]) -> Snapshot {
         innodb_status,
         lock_waits,
         innodb_trx: query_table(s, "SELECT * FROM information_schema.INNODB_TRX"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_from_text() {
+        assert_eq!(digits(b"1234.567"), 1234);
+        assert_eq!(digits(b" 42 "), 42);
+        assert_eq!(digits(b"0.999"), 0);
+        assert_eq!(digits(b""), 0);
+        assert_eq!(digits(b"-5"), 0);
+        assert_eq!(digits(b"12abc"), 0);
+        assert_eq!(digits(b"99999999999999999999999"), u64::MAX);
+        assert_eq!(number(Some(Value::Bytes(b"3000.5".to_vec()))), 3000);
+        assert_eq!(number(Some(Value::Int(-3))), 0);
+        assert_eq!(number(None), 0);
+    }
+
+    #[test]
+    fn text_keeps_valid_utf8_and_repairs_the_rest() {
+        assert_eq!(
+            text(Some(Value::Bytes(b"app1".to_vec()))).as_deref(),
+            Some("app1")
+        );
+        assert_eq!(
+            text(Some(Value::Bytes(vec![b'a', 0xff, b'b']))).as_deref(),
+            Some("a\u{fffd}b")
+        );
+        assert_eq!(text(Some(Value::NULL)), None);
+        assert_eq!(text(None), None);
     }
 }

@@ -159,6 +159,10 @@ impl ThreadKey {
 /// Forget threads that left the processlist (so the map stays small and a
 /// reused id is a new thread).
 fn forget_gone(map: &mut HashMap<u64, ThreadKey>, rows: &[ProcRow]) {
+    // The usual case: nothing remembered, no need to index every thread.
+    if map.is_empty() {
+        return;
+    }
     let live: HashMap<u64, &ProcRow> = rows.iter().map(|r| (r.id, r)).collect();
     map.retain(|id, key| live.get(id).is_some_and(|r| key.is(r)));
 }

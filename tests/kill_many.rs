@@ -1,4 +1,4 @@
-//! Many victims at once (a connection storm): the batched, parallel kill path
+//! Many victims at once (a connection storm): the batched kill path
 //! kills every victim through its owner's own sessions, carries on past
 //! statements that fail in the middle of a batch, and never touches another
 //! user's threads. No timing assertions: speed is `make bench`'s business.
@@ -103,7 +103,7 @@ fn one_kill_clears_300_idle_connections_of_one_user_and_spares_the_other() {
     for id in &bystander_ids {
         assert!(now.contains(id), "{app2}'s thread {id} was killed:\n{text}");
     }
-    // mysqk's own connections (held and extra) are closed after a one-shot run.
+    // mysqk's own connections are closed after a one-shot run.
     wait_until(Duration::from_secs(30), "mysqk's sessions to close", || {
         s.processlist().iter().all(|r| r.1 != app1 && r.1 != mon)
     });
