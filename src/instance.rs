@@ -567,8 +567,11 @@ impl Worker {
         }
         self.stats.last_pass = Some(Local::now());
         let rules = self.inst.rules.clone();
-        let scan = match pass::scan(&self.cfg, &self.inst, &rules, &mut self.sessions) {
-            Ok(s) => s,
+        let pending = self.tracker.ids();
+        let scope = pass::Scope::Candidates(&pending);
+        let scanned = pass::scan_scoped(&self.cfg, &self.inst, &rules, &mut self.sessions, scope);
+        let (scan, complete) = match scanned {
+            Ok(s) => (s.scan, s.complete),
             Err(e) => {
                 self.early = None;
                 self.fail_pass(e.to_string());
@@ -607,7 +610,11 @@ impl Worker {
             .iter()
             .any(|v| !self.no_session_reported.contains_key(&v.row.id));
         let snapshot = if fresh {
-            pass::take_snapshot(&self.inst, &mut self.sessions, &scan.rows)
+            pass::take_snapshot(
+                &self.inst,
+                &mut self.sessions,
+                complete.then_some(&scan.rows[..]),
+            )
         } else {
             None
         };

@@ -1,13 +1,13 @@
 //! One check pass on one instance: scan -> match -> snapshot -> kill.
 //! Shared by the one-shot `mysqk kill` and the `watch` instance loop.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Instance};
 use crate::inspector::{self, Snapshot};
 use crate::killer::{self, Outcome};
-use crate::matcher::{self, Rules, Scan, Victim};
+use crate::matcher::{self, Rules, Scan, UserFilter, Victim};
 use crate::row::ProcRow;
 use crate::session::{SessionError, Sessions};
 use crate::verify::{Finding, Kind, Tracker};
@@ -33,6 +33,24 @@ pub enum PassError {
     },
 }
 
+/// Which threads a scan reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Every thread: one-shot runs, where the table shows what was scanned.
+    All,
+    /// The daemon's steady state: only threads that could be victims (those
+    /// of `k_user` users) plus `ids` (kills awaiting verification). Falls
+    /// back to every thread when `k_lock` is on, since a lock waiter may
+    /// belong to any user.
+    Candidates(&'a HashSet<u64>),
+}
+
+/// A scan, and whether its rows are the whole processlist (a snapshot needs that).
+pub struct Scanned {
+    pub scan: Scan,
+    pub complete: bool,
+}
+
 /// Read the processlist (and lock waits when `k_lock` is on) through `db_puser`.
 pub fn scan(
     cfg: &Config,
@@ -40,6 +58,17 @@ pub fn scan(
     rules: &Rules,
     sessions: &mut Sessions,
 ) -> Result<Scan, PassError> {
+    scan_scoped(cfg, inst, rules, sessions, Scope::All).map(|s| s.scan)
+}
+
+/// [`scan`] restricted to `scope`.
+pub fn scan_scoped(
+    cfg: &Config,
+    inst: &Instance,
+    rules: &Rules,
+    sessions: &mut Sessions,
+    scope: Scope,
+) -> Result<Scanned, PassError> {
     let puser = inst.puser.as_str();
     let pw = cfg.password(puser).ok_or_else(|| PassError::NoPuser {
         dbid: inst.dbid.clone(),
@@ -63,7 +92,17 @@ pub fn scan(
         dbid: dbid.to_string(),
         source: e,
     };
-    let rows = match inspector::processlist(s) {
+    let narrowed = match (scope, &rules.users) {
+        (Scope::Candidates(ids), UserFilter::Users(users)) if rules.lock == 0 => {
+            inspector::processlist_of(s, users, ids)
+        }
+        (Scope::Candidates(ids), UserFilter::Nobody) if rules.lock == 0 => {
+            inspector::processlist_of(s, &BTreeSet::new(), ids)
+        }
+        _ => None,
+    };
+    let complete = narrowed.is_none();
+    let rows = match narrowed.unwrap_or_else(|| inspector::processlist(s)) {
         Ok(r) => r,
         Err(e) => {
             // A broken connection must be re-opened next time, not reused.
@@ -90,22 +129,37 @@ pub fn scan(
     } else {
         Vec::new()
     };
-    Ok(Scan {
-        rows,
-        own_ids: sessions.own_ids(),
-        lock_waits,
+    Ok(Scanned {
+        scan: Scan {
+            rows,
+            own_ids: sessions.own_ids(),
+            lock_waits,
+        },
+        complete,
     })
 }
 
 /// Take the snapshot through `db_puser`'s session (it holds PROCESS).
+/// `rows` is the pass's processlist when it was complete; otherwise the
+/// whole processlist is read now, still before any kill.
 pub fn take_snapshot(
     inst: &Instance,
     sessions: &mut Sessions,
-    rows: &[ProcRow],
+    rows: Option<&[ProcRow]>,
 ) -> Option<Snapshot> {
-    sessions
-        .get(&inst.puser)
-        .map(|s| inspector::snapshot(s, rows))
+    let s = sessions.get(&inst.puser)?;
+    let full;
+    let rows = match rows {
+        Some(r) => r,
+        None => {
+            full = inspector::processlist(s).unwrap_or_else(|e| {
+                log::warn!("{}: snapshot: cannot read the processlist: {e}", inst.dbid);
+                Vec::new()
+            });
+            &full
+        }
+    };
+    Some(inspector::snapshot(s, rows))
 }
 
 /// Kill `victims` through the held sessions (or report a dry run).
@@ -149,7 +203,7 @@ pub fn run(
             ..PassReport::default()
         });
     }
-    let snapshot = take_snapshot(inst, sessions, &scan.rows);
+    let snapshot = take_snapshot(inst, sessions, Some(&scan.rows));
     let outcomes = kill(cfg, rules, dry_run, sessions, &victims);
     Ok(PassReport {
         rows: scan.rows,
