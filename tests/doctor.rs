@@ -8,28 +8,10 @@ use std::time::Duration;
 
 use support::{mysqk_bin, run_with_timeout, server, unique, write_ini};
 
-struct Setup {
-    dir: tempfile::TempDir,
-    app: String,
-    mon: String,
-    pw: String,
-}
+/// This file's ini and helpers on top of the shared test tenant.
+use support::Tenant as Setup;
 
 impl Setup {
-    fn new() -> Setup {
-        let s = server();
-        let (app, mon) = (unique("app"), unique("mon"));
-        let pw = "Pw-dx".to_string();
-        s.create_app_user(&app, &pw, &unique("db"));
-        s.create_monitor_user(&mon, &pw);
-        Setup {
-            dir: tempfile::tempdir().unwrap(),
-            app,
-            mon,
-            pw,
-        }
-    }
-
     /// `auth` is the [db_auth] body; `puser` the db_puser.
     fn ini(&self, auth: &str, puser: &str, commkill: &str) -> PathBuf {
         write_ini(
@@ -58,7 +40,7 @@ fn doctor(ini: &std::path::Path) -> (i32, String) {
 
 #[test]
 fn healthy_setup_exits_0() {
-    let t = Setup::new();
+    let t = Setup::new("Pw-dx");
     let ini = t.ini(
         &format!("{}={pw}\n{}={pw}", t.mon, t.app, pw = t.pw),
         &t.mon,
@@ -83,7 +65,7 @@ fn healthy_setup_exits_0() {
 
 #[test]
 fn monitor_without_process_is_flagged_with_the_grant() {
-    let t = Setup::new();
+    let t = Setup::new("Pw-dx");
     let nopriv = unique("mon");
     server().create_user(&nopriv, &t.pw, &[]);
     let ini = t.ini(
@@ -107,7 +89,7 @@ fn monitor_without_process_is_flagged_with_the_grant() {
 
 #[test]
 fn wrong_password_is_flagged() {
-    let t = Setup::new();
+    let t = Setup::new("Pw-dx");
     let ini = t.ini(
         &format!("{}={}\n{}=not-the-password", t.mon, t.pw, t.app),
         &t.mon,
@@ -128,7 +110,7 @@ fn wrong_password_is_flagged() {
 
 #[test]
 fn a_k_user_nobody_can_kill_is_flagged() {
-    let t = Setup::new();
+    let t = Setup::new("Pw-dx");
     // `etl` is in k_user but not in [db_auth], and no session may kill others.
     let ini = t.ini(
         &format!("{}={pw}\n{}={pw}", t.mon, t.app, pw = t.pw),

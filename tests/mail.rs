@@ -11,31 +11,12 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::smtp::{Blackhole, SmtpServer};
-use support::{mysqk_bin, run_with_timeout, server, unique, wait_until, write_ini};
+use support::{mysqk_bin, run_with_timeout, server, wait_until, write_ini};
 
-/// An app user (no SUPER), a PROCESS monitor and a temp dir for ini and snapshots.
-struct Setup {
-    dir: tempfile::TempDir,
-    app: String,
-    mon: String,
-    pw: String,
-}
+/// This file's ini and helpers on top of the shared test tenant.
+use support::Tenant as Setup;
 
 impl Setup {
-    fn new() -> Setup {
-        let s = server();
-        let (app, mon) = (unique("mapp"), unique("mmon"));
-        let pw = "Mail-Pw-1".to_string();
-        s.create_app_user(&app, &pw, &unique("mdb"));
-        s.create_monitor_user(&mon, &pw);
-        Setup {
-            dir: tempfile::tempdir().unwrap(),
-            app,
-            mon,
-            pw,
-        }
-    }
-
     fn snap_dir(&self) -> PathBuf {
         self.dir.path().join("snap")
     }
@@ -83,7 +64,7 @@ fn kill(ini: &Path) -> (Output, String) {
 #[test]
 fn kill_mails_the_victims_with_chinese_text_intact() {
     let smtp = SmtpServer::start();
-    let t = Setup::new();
+    let t = Setup::new("Mail-Pw-1");
     let s = server();
     let ini = t.ini(&format!(
         "mail_host={}\nmail_receiver=dba@example.com\nmail_from=mysqk@example.com",
@@ -157,7 +138,7 @@ fn kill_mails_the_victims_with_chinese_text_intact() {
 
 #[test]
 fn smtp_down_or_refusing_does_not_stop_the_kill() {
-    let t = Setup::new();
+    let t = Setup::new("Mail-Pw-1");
     let s = server();
 
     // Down: the server was there and is gone; its port refuses connections.

@@ -9,32 +9,12 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
-use support::{mysqk_bin, run_with_timeout, server, unique, wait_until, write_ini, BgQuery};
+use support::{mysqk_bin, run_with_timeout, server, wait_until, write_ini, BgQuery};
 
-/// A non-SUPER app user, a PROCESS monitor, and a temp dir for the ini,
-/// snapshots and hook output.
-struct Setup {
-    dir: tempfile::TempDir,
-    app: String,
-    mon: String,
-    pw: String,
-}
+/// This file's ini and helpers on top of the shared test tenant.
+use support::Tenant as Setup;
 
 impl Setup {
-    fn new() -> Setup {
-        let s = server();
-        let (app, mon) = (unique("app"), unique("mon"));
-        let pw = "Pw-2y".to_string();
-        s.create_app_user(&app, &pw, &unique("db"));
-        s.create_monitor_user(&mon, &pw);
-        Setup {
-            dir: tempfile::tempdir().unwrap(),
-            app,
-            mon,
-            pw,
-        }
-    }
-
     fn ini(&self, settings: &str, commkill: &str) -> PathBuf {
         let text = format!(
             "[settings]\nsnapshot_dir={snap}\n{settings}\n\n[db_info]\nx=127.0.0.1:{port}\n\n\
@@ -105,7 +85,7 @@ const THREAD_FIELDS: [&str; 13] = [
 
 #[test]
 fn pile_up_kills_all_but_the_oldest_copy_and_spares_other_queries() {
-    let t = Setup::new();
+    let t = Setup::new("Pw-2y");
     let s = server();
     // The first copy starts alone, so it is unambiguously the oldest.
     let first = t.query("SELECT SLEEP(60) AS pile FROM DUAL WHERE 'lit-0' <> ''");
@@ -212,7 +192,7 @@ fn pile_up_kills_all_but_the_oldest_copy_and_spares_other_queries() {
 
 #[test]
 fn prepared_statement_obeys_k_longtime() {
-    let t = Setup::new();
+    let t = Setup::new("Pw-2y");
     let s = server();
     let mut conn = s.connect(&t.app, &t.pw).unwrap();
     let id: u64 = conn.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
@@ -251,7 +231,7 @@ fn prepared_statement_obeys_k_longtime() {
 
 #[test]
 fn hook_gets_the_event_on_stdin_and_its_failure_never_stops_killing() {
-    let t = Setup::new();
+    let t = Setup::new("Pw-2y");
     let out_file = t.dir.path().join("hook.json");
     let q = t.query("SELECT SLEEP(60) /* hooked */");
     server().wait_query_time(q.conn_id, 1);

@@ -1046,6 +1046,31 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     }
 }
 
+/// One test's own accounts on the shared server: a non-SUPER app user
+/// (ALL on a schema of its own), a PROCESS-only monitor, one password, and a
+/// temp dir for the ini and snapshots. Test files add their own `ini()`.
+pub struct Tenant {
+    pub dir: tempfile::TempDir,
+    pub app: String,
+    pub mon: String,
+    pub pw: String,
+}
+
+impl Tenant {
+    pub fn new(pw: &str) -> Tenant {
+        let s = server();
+        let (app, mon) = (unique("app"), unique("mon"));
+        s.create_app_user(&app, pw, &unique("db"));
+        s.create_monitor_user(&mon, pw);
+        Tenant {
+            dir: tempfile::tempdir().expect("temp dir"),
+            app,
+            mon,
+            pw: pw.to_string(),
+        }
+    }
+}
+
 /// Writes `dir/mysqk.ini` (mode 0600: it holds passwords). Leading
 /// whitespace of every line is stripped, so tests can indent the text.
 pub fn write_ini(dir: &Path, text: &str) -> PathBuf {
