@@ -633,17 +633,17 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                     log::info!("{}", output::log_line(&run.dbid, o));
                 }
                 for f in &run.followups {
+                    // Details usually start with their kind ("gone 0.2 s after …").
+                    let label = f.kind.label();
+                    let text = if f.detail.starts_with(label) {
+                        f.detail.clone()
+                    } else {
+                        format!("{label}: {}", f.detail)
+                    };
                     human(
                         &mut out,
                         &mut stderr,
-                        format!(
-                            "{}: thread {} ({}): {}: {}\n",
-                            run.dbid,
-                            f.id,
-                            f.user,
-                            f.kind.label(),
-                            f.detail
-                        ),
+                        format!("{}: thread {} ({}): {text}\n", run.dbid, f.id, f.user),
                     );
                 }
                 failed |= run
