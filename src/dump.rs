@@ -39,6 +39,7 @@
 //!   prompts and `->` continuations, `Bye`. Several result sets in one file
 //!   are concatenated. Anything else is an error, never silently dropped.
 
+use crate::output::char_width;
 use crate::row::ProcRow;
 
 /// A dump that cannot be read, with the 1-based line where the problem is.
@@ -530,7 +531,7 @@ fn split_row<'a>(line: &'a str, bounds: &[usize]) -> Option<Vec<&'a str>> {
         if c == '|' && bounds.get(pipes.len()) == Some(&col) {
             pipes.push(i);
         }
-        col += display_width(c);
+        col += char_width(c);
     }
     if pipes.len() != bounds.len() || Some(col) != bounds.last().map(|b| b + 1) {
         return split_on_separators_checked(line, bounds.len() - 1);
@@ -562,28 +563,6 @@ fn split_on_separators(line: &str) -> Vec<&str> {
     let inner = t.strip_prefix('|').unwrap_or(t);
     let inner = inner.strip_suffix('|').unwrap_or(inner);
     inner.split(" | ").map(str::trim).collect()
-}
-
-/// Terminal columns of a character as the mysql client counts them: two for
-/// East Asian wide/fullwidth characters, one otherwise.
-fn display_width(c: char) -> usize {
-    let wide = matches!(u32::from(c),
-        0x1100..=0x115F
-        | 0x2E80..=0x303E
-        | 0x3041..=0x33FF
-        | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF
-        | 0xA000..=0xA4CF
-        | 0xAC00..=0xD7A3
-        | 0xF900..=0xFAFF
-        | 0xFE30..=0xFE4F
-        | 0xFF00..=0xFF60
-        | 0xFFE0..=0xFFE6);
-    if wide {
-        2
-    } else {
-        1
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1239,7 +1218,7 @@ NULL\tx\ty\tz\tw\t1\t\t\t
         assert_eq!(key_line("   Info: x: y"), Some((7, "Info", "x: y")));
         assert_eq!(key_line("   Info:"), Some((7, "Info", "")));
         assert_eq!(key_line("from t where a: 1"), None);
-        assert_eq!(display_width('中'), 2);
-        assert_eq!(display_width('a'), 1);
+        assert_eq!(char_width('中'), 2);
+        assert_eq!(char_width('a'), 1);
     }
 }

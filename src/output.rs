@@ -27,8 +27,31 @@ pub fn info_text(row: &ProcRow, max: usize) -> String {
         .unwrap_or_default()
 }
 
+/// Columns a string takes in a terminal, so tables with Chinese SQL line up.
 fn width(s: &str) -> usize {
-    s.chars().count()
+    s.chars().map(char_width).sum()
+}
+
+/// Terminal columns of a character as the mysql client counts them: two for
+/// East Asian wide/fullwidth characters, one otherwise.
+pub fn char_width(c: char) -> usize {
+    let wide = matches!(u32::from(c),
+        0x1100..=0x115F
+        | 0x2E80..=0x303E
+        | 0x3041..=0x33FF
+        | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF
+        | 0xA000..=0xA4CF
+        | 0xAC00..=0xD7A3
+        | 0xF900..=0xFAFF
+        | 0xFE30..=0xFE4F
+        | 0xFF00..=0xFF60
+        | 0xFFE0..=0xFFE6);
+    if wide {
+        2
+    } else {
+        1
+    }
 }
 
 /// Render rows of cells as an aligned text table with a header.
@@ -104,6 +127,21 @@ pub fn log_line(dbid: &str, o: &Outcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_align_wide_characters() {
+        let t = render(
+            &["INFO", "X"],
+            &[
+                vec!["中文".into(), "1".into()],
+                vec!["abcd".into(), "2".into()],
+            ],
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        // "中文" is four terminal columns wide, like "abcd": the X column lines up.
+        assert_eq!(lines[1], "中文  1");
+        assert_eq!(lines[2], "abcd  2");
+    }
 
     #[test]
     fn cut_counts_chars() {
