@@ -796,13 +796,18 @@ fn read_password() -> Result<String, CliError> {
 }
 
 /// Turns terminal echo off for as long as it lives.
-struct EchoOff(libc::termios);
+struct EchoOff {
+    saved: libc::termios,
+    /// Restores the terminal if Ctrl-C ends the process at the prompt
+    /// (SIGINT's default action would leave echo off in the user's shell).
+    on_sigint: Option<signal_hook::SigId>,
+}
 
 impl EchoOff {
     /// `None` when stdin's echo cannot be turned off.
     fn new() -> Option<EchoOff> {
         // SAFETY: tcgetattr/tcsetattr on fd 0 with a zeroed, then filled, termios.
-        unsafe {
+        let saved = unsafe {
             let mut t: libc::termios = std::mem::zeroed();
             if libc::tcgetattr(0, &mut t) != 0 {
                 return None;
@@ -812,21 +817,29 @@ impl EchoOff {
             if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
                 return None;
             }
-            Some(EchoOff(saved))
+            saved
+        };
+        // SAFETY: the handler only calls tcsetattr and _exit, both
+        // async-signal-safe, on a termios copied into the closure.
+        let on_sigint = unsafe {
+            signal_hook::low_level::register(libc::SIGINT, move || {
+                libc::tcsetattr(0, libc::TCSANOW, &saved);
+                libc::_exit(130);
+            })
         }
+        .ok();
+        Some(EchoOff { saved, on_sigint })
     }
 }
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
+        if let Some(id) = self.on_sigint.take() {
+            signal_hook::low_level::unregister(id);
+        }
         // SAFETY: restores the attributes read in `new`.
         unsafe {
-            libc::tcsetattr(0, libc::TCSANOW, &self.0);
+            libc::tcsetattr(0, libc::TCSANOW, &self.saved);
         }
     }
-}
-
-/// Seconds as a Duration, for callers that read numbers from flags.
-pub fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
 }

@@ -413,6 +413,68 @@ fn encrypt_password_prompts_without_echo_on_a_terminal() {
     );
 }
 
+/// Ctrl-C at the prompt ends `encrypt-password` (exit 130) and gives the
+/// terminal its echo back: the user's shell must not be left typing blind.
+#[test]
+fn ctrl_c_at_the_prompt_restores_echo() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two fds; each is owned exactly once below.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    let master = unsafe { std::fs::File::from_raw_fd(master) };
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    let echo_on = |fd: i32| {
+        // SAFETY: tcgetattr fills a zeroed termios for an open tty fd.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::tcgetattr(fd, &mut t) }, 0);
+        t.c_lflag & libc::ECHO != 0
+    };
+    assert!(echo_on(slave.as_raw_fd()), "a fresh pty echoes");
+    let mut cmd = mysqk_bin();
+    cmd.env("MYSQK_KEY", "33".repeat(32))
+        .arg("encrypt-password")
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::null());
+    let mut child = support::ChildGuard::spawn(&mut cmd);
+    drop(cmd);
+    let mut reader = master.try_clone().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    // Detached: it blocks on the pty until the test process ends.
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut screen = Vec::new();
+    support::wait_until(Duration::from_secs(10), "the password prompt", || {
+        screen.extend(rx.try_iter().flatten());
+        String::from_utf8_lossy(&screen).contains("Password:")
+    });
+    assert!(!echo_on(slave.as_raw_fd()), "echo is off at the prompt");
+    child.signal(libc::SIGINT);
+    let status = child
+        .wait_timeout(Duration::from_secs(10))
+        .expect("encrypt-password ends on SIGINT");
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(echo_on(slave.as_raw_fd()), "echo restored after Ctrl-C");
+    drop(master);
+}
+
 /// Debug logging, mail on, a victim whose statement carries a password
 /// literal: no plaintext password of the config, no key and no literal may
 /// show up on stdout/stderr, in the snapshot files or in the mail.
