@@ -9,7 +9,7 @@ TEST_THREADS ?= 4
 
 ## deps: install mariadb-server if missing (apt as root); the test SMTP server is Rust
 deps:
-	@scripts/deps.sh
+	@.ci/deps.sh
 
 ## test: unit, integration and doc tests against real MariaDB servers
 test: deps
@@ -23,9 +23,9 @@ lint:
 ## demo: throwaway MariaDB + connection storm + one `mysqk kill` pass
 demo: deps
 	$(CARGO) build --bins --examples
-	scripts/demo.sh
+	examples/demo.sh
 
-## bench: mysqk vs pt-kill on a throwaway MariaDB (scripts/bench.sh; ~6 min);
+## bench: mysqk vs pt-kill on a throwaway MariaDB (bench/run.sh; ~6 min);
 ##        writes bench/results/latest.md. BENCH_ARGS='--only S1,S5 --rounds 5'
 bench:
-	bash scripts/bench.sh $(BENCH_ARGS)
+	bash bench/run.sh $(BENCH_ARGS)

@@ -6,7 +6,7 @@
 //! target/release/examples/bench [--mysqk target/release/mysqk] [--rounds 3]
 //!     [--only S1,S5] [--out bench/results/latest.md] [--s1-conns 2000] ...
 //! ```
-//! (`scripts/bench.sh` does the above, installs the packages and raises the
+//! (`bench/run.sh` does the above, installs the packages and raises the
 //! open-files limit.)
 //!
 //! Scenarios (the issue's targets are in the table this prints):

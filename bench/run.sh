@@ -5,7 +5,7 @@
 #   - builds the release binary and the bench driver
 #   - raises the open-files limit (the storms hold thousands of sockets,
 #     and mariadbd inherits the limit)
-# Extra arguments go to the driver, e.g. `scripts/bench.sh --only S1,S5 --rounds 5`
+# Extra arguments go to the driver, e.g. `bench/run.sh --only S1,S5 --rounds 5`
 # or `make bench BENCH_ARGS='--only S1'`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
