@@ -379,6 +379,18 @@ impl Supervisor {
                 log::error!("cannot switch the log file: {e}; keeping the current one");
             }
         }
+        if new.settings.status_file != old.settings.status_file {
+            // Monitoring follows the new path; a file left at the old one would
+            // look like a watcher that stopped updating.
+            if let Err(e) = std::fs::remove_file(&old.settings.status_file) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!(
+                        "cannot remove the old status file {}: {e}",
+                        old.settings.status_file.display()
+                    );
+                }
+            }
+        }
         if new.settings.lock_file != old.settings.lock_file {
             log::warn!(
                 "lock_file changed to {}; it takes effect at the next start (still holding {})",

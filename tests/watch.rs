@@ -377,6 +377,32 @@ fn adding_a_db_info_entry_starts_watching_it_and_removing_it_stops() {
     assert!(w.terminate(SECS(10)).success());
 }
 
+#[test]
+fn a_reload_that_moves_the_status_file_removes_the_old_one() {
+    let s = server();
+    let t = Setup::new(&[s]);
+    let ini = |settings: &str| {
+        t.ini_text(
+            settings,
+            &[("x", addr())],
+            "run_max_count=999",
+            "k_user=none",
+            "",
+        )
+    };
+    t.write(&ini(""));
+    let mut w = Watch::start(&t);
+    let old = t.status_path();
+    support::wait_until(SECS(10), "the status file", || old.exists());
+    let moved = t.dir.path().join("elsewhere.status");
+    t.write(&ini(&format!("status_file={}", moved.display())));
+    support::wait_until(SECS(10), "the status file at its new path", || {
+        moved.exists()
+    });
+    support::wait_until(SECS(5), "the old status file removed", || !old.exists());
+    assert!(w.terminate(SECS(10)).success());
+}
+
 fn ini_for_lock(t: &Setup) -> String {
     t.ini_text("", &[("x", addr())], "run_max_count=999", "k_user=none", "")
 }
