@@ -342,14 +342,10 @@ fn encrypt_password_input_rules() {
     assert!(text.contains("chmod 600"), "{text}");
 }
 
-/// On a terminal, `encrypt-password` prompts and reads with echo off: what
-/// is typed never shows on the screen (here: the pty's output).
-#[test]
-fn encrypt_password_prompts_without_echo_on_a_terminal() {
-    use std::io::Read;
+/// A pseudo-terminal: (master side to read the screen and type, slave side
+/// to hand to the child as its terminal).
+fn open_pty() -> (std::fs::File, std::os::fd::OwnedFd) {
     use std::os::fd::{FromRawFd, OwnedFd};
-    use std::sync::mpsc;
-
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty fills two fds; each is owned exactly once below.
     let rc = unsafe {
@@ -362,8 +358,23 @@ fn encrypt_password_prompts_without_echo_on_a_terminal() {
         )
     };
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    let mut master = unsafe { std::fs::File::from_raw_fd(master) };
-    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    // SAFETY: both fds were just opened by openpty and are owned only here.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+/// On a terminal, `encrypt-password` prompts and reads with echo off: what
+/// is typed never shows on the screen (here: the pty's output).
+#[test]
+fn encrypt_password_prompts_without_echo_on_a_terminal() {
+    use std::io::Read;
+    use std::sync::mpsc;
+
+    let (mut master, slave) = open_pty();
     let key = "22".repeat(32);
     let mut cmd = mysqk_bin();
     cmd.env("MYSQK_KEY", &key)
@@ -418,22 +429,9 @@ fn encrypt_password_prompts_without_echo_on_a_terminal() {
 #[test]
 fn ctrl_c_at_the_prompt_restores_echo() {
     use std::io::Read;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::AsRawFd;
 
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two fds; each is owned exactly once below.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    let master = unsafe { std::fs::File::from_raw_fd(master) };
-    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    let (master, slave) = open_pty();
     let echo_on = |fd: i32| {
         // SAFETY: tcgetattr fills a zeroed termios for an open tty fd.
         let mut t: libc::termios = unsafe { std::mem::zeroed() };
