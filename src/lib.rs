@@ -1,36 +1,19 @@
 //! mysqk: kill abnormal MySQL/MariaDB threads through each user's own held session.
 //!
-//! The functional core is [`matcher`] (which threads are victims, pure code over
-//! [`row::ProcRow`]s and [`matcher::Rules`]); everything else is a thin shell
-//! around it: [`config`] resolves the ini once into typed rules, [`session`]
-//! holds the connections, [`inspector`] reads server state, [`killer`] acts.
+//! The tree reads as the pipeline, and each layer uses only the ones above it:
+//!
+//! | folder | role | may use |
+//! |---|---|---|
+//! | [`core`] | pure decisions over rows and rules: who is a victim, what a kill's follow-up means | nothing else of mysqk |
+//! | [`config`] | the ini, read once and resolved into typed rules; password encryption | `core` |
+//! | [`server`] | everything that talks to MySQL: held sessions, reading state, killing | `core`, `config` |
+//! | [`report`] | events, the reporter thread, snapshot files, mail, hooks, JSON, tables | `core`, `config`, `server` (data types) |
+//! | [`daemon`] | one pass, the per-instance loop, `watch`, lock and status files | all of the above |
+//! | [`cli`] | the commands a person or cron runs, offline dump parsing, `doctor` | all of the above |
 
-pub mod classes;
 pub mod cli;
 pub mod config;
-pub mod crypto;
-pub mod doctor;
-pub mod dump;
-pub mod event;
-pub mod filters;
-pub mod fingerprint;
-pub mod hook;
-pub mod inspector;
-pub mod instance;
-pub mod jsonl;
-pub mod killer;
-pub mod lockfile;
-pub mod logging;
-pub mod mail;
-pub mod matcher;
-pub mod mdl;
-pub mod offline;
-pub mod output;
-pub mod pass;
-pub mod redact;
-pub mod reporter;
-pub mod row;
-pub mod session;
-pub mod status;
-pub mod verify;
-pub mod watch;
+pub mod core;
+pub mod daemon;
+pub mod report;
+pub mod server;

@@ -8,11 +8,11 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use mysqk::crypto::Secret;
-use mysqk::killer::{self, KillResult};
-use mysqk::matcher::{KillCmd, KillMode, Victim};
-use mysqk::row::ProcRow;
-use mysqk::session::{Sessions, Target};
+use mysqk::config::crypto::Secret;
+use mysqk::core::matcher::{KillCmd, KillMode, Victim};
+use mysqk::core::row::ProcRow;
+use mysqk::server::killer::{self, KillResult};
+use mysqk::server::session::{Sessions, Target};
 use support::{
     mysqk_bin, run_with_timeout, server, unique, wait_until, write_ini, Server, ServerOpts,
 };

@@ -204,11 +204,11 @@ fn smtp_down_or_refusing_does_not_stop_the_kill() {
 #[test]
 fn events_within_the_interval_are_folded_into_one_digest() {
     use mysqk::config::{MailConfig, MailTls};
-    use mysqk::event::Event;
-    use mysqk::killer::{Action, KillResult, Outcome};
-    use mysqk::mail::Mailer;
-    use mysqk::matcher::{Reason, Victim};
-    use mysqk::row::ProcRow;
+    use mysqk::core::matcher::{Reason, Victim};
+    use mysqk::core::row::ProcRow;
+    use mysqk::report::event::Event;
+    use mysqk::report::mail::Mailer;
+    use mysqk::server::killer::{Action, KillResult, Outcome};
 
     let mut smtp = SmtpServer::start();
     let interval = Duration::from_secs(2);
@@ -301,8 +301,8 @@ fn events_within_the_interval_are_folded_into_one_digest() {
 #[test]
 fn mail_tls_modes_against_a_server_without_starttls() {
     use mysqk::config::{MailConfig, MailTls};
-    use mysqk::event::Event;
-    use mysqk::mail::Mailer;
+    use mysqk::report::event::Event;
+    use mysqk::report::mail::Mailer;
 
     let smtp = SmtpServer::start();
     for (tls, delivered) in [

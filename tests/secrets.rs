@@ -417,9 +417,9 @@ fn encrypt_password_prompts_without_echo_on_a_terminal() {
     let screen = String::from_utf8_lossy(&screen);
     assert!(status.success(), "{status}: {screen}");
     assert!(!screen.contains("Tty-Secret"), "echoed: {screen:?}");
-    let k = mysqk::crypto::Key::parse(&key).unwrap();
+    let k = mysqk::config::crypto::Key::parse(&key).unwrap();
     assert_eq!(
-        mysqk::crypto::decrypt(&k, value.trim()).unwrap(),
+        mysqk::config::crypto::decrypt(&k, value.trim()).unwrap(),
         "Tty-Secret-77"
     );
 }

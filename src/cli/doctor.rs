@@ -16,10 +16,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mysql::prelude::Queryable;
 
 use crate::config::{Config, Instance};
-use crate::inspector::{self, MdlSource};
-use crate::matcher::{KillCmd, UserFilter};
-use crate::output;
-use crate::session::{Flavor, Session, Target};
+use crate::core::matcher::{KillCmd, UserFilter};
+use crate::report::output;
+use crate::server::inspector::{self, MdlSource};
+use crate::server::session::{Flavor, Session, Target};
 
 /// A clock difference at least this large is reported.
 const SKEW_WARN: Duration = Duration::from_secs(5);
@@ -375,8 +375,8 @@ pub fn check_instance(cfg: &Config, inst: &Instance) -> InstanceFacts {
             }
             Err(e) => {
                 let reason = match e {
-                    crate::session::SessionError::Connect { reason, .. }
-                    | crate::session::SessionError::Query { reason, .. } => reason,
+                    crate::server::session::SessionError::Connect { reason, .. }
+                    | crate::server::session::SessionError::Query { reason, .. } => reason,
                 };
                 f.users.push(UserFacts {
                     user: a.user.clone(),
@@ -498,7 +498,7 @@ pub fn render(facts: &[InstanceFacts], problems: &[Problem]) -> String {
             let role = if u.user == f.puser { "db_puser" } else { "" };
             let (login, sees, kills) = match &u.connect {
                 Err(e) => (
-                    format!("FAILED: {}", output::cut(e, 70)),
+                    format!("FAILED: {}", crate::core::text::cut(e, 70)),
                     "-".into(),
                     "-".into(),
                 ),

@@ -11,16 +11,16 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use regex::Regex;
 
-use crate::classes::{GroupBy, Pick};
+use crate::cli::offline;
+use crate::config::crypto;
 use crate::config::{self, Config, Instance};
-use crate::crypto;
-use crate::filters::{Column, Kind, FIELD_KEYS};
-use crate::jsonl::ThreadRecord;
-use crate::matcher::{Rules, UserFilter};
-use crate::offline;
-use crate::output;
-use crate::pass;
-use crate::session::{Sessions, Target};
+use crate::core::classes::{GroupBy, Pick};
+use crate::core::filters::{Column, Kind, FIELD_KEYS};
+use crate::core::matcher::{Rules, UserFilter};
+use crate::daemon::pass;
+use crate::report::jsonl::ThreadRecord;
+use crate::report::output;
+use crate::server::session::{Sessions, Target};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -261,7 +261,9 @@ fn init_logging(verbose: u8, daemon: bool) {
     b.filter_module("mysql_common", log::LevelFilter::Warn);
     if daemon {
         // `watch` learns [settings] log_file only after the logger exists.
-        b.target(env_logger::Target::Pipe(Box::new(crate::logging::Sink)));
+        b.target(env_logger::Target::Pipe(Box::new(
+            crate::report::logging::Sink,
+        )));
     }
     let _ = b.try_init();
 }
@@ -314,7 +316,7 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
         Command::Doctor(args) => {
             let cfg = load_config(cli)?;
             let instances = select_instances(&cfg, &args.db)?;
-            let (report, ok) = crate::doctor::run(&cfg, &instances);
+            let (report, ok) = crate::cli::doctor::run(&cfg, &instances);
             print!("{report}");
             Ok(if ok { 0 } else { 1 })
         }
@@ -461,15 +463,6 @@ fn match_dump(cli: &Cli, args: &MatchArgs) -> Result<u8, CliError> {
     Ok(0)
 }
 
-pub fn target(cfg: &Config, inst: &Instance) -> Target {
-    Target {
-        host: inst.host.clone(),
-        port: inst.port,
-        connect_timeout: cfg.settings.connect_timeout,
-        read_timeout: cfg.settings.read_timeout,
-    }
-}
-
 /// The result of one instance in a one-shot run.
 struct InstanceRun {
     dbid: String,
@@ -477,29 +470,34 @@ struct InstanceRun {
     dry_run: bool,
     skipped: Option<String>,
     /// What the verify step found about the kills of this run.
-    followups: Vec<crate::verify::Finding>,
+    followups: Vec<crate::core::verify::Finding>,
 }
 
 /// `mysqk watch`: runs until SIGINT/SIGTERM; a clean stop is exit 0.
 fn watch(cli: &Cli, args: &WatchArgs) -> Result<u8, CliError> {
-    let opts = crate::watch::WatchOpts {
+    let opts = crate::daemon::watch::WatchOpts {
         config: config_path(cli),
         lock_file: args.lock_file.clone(),
     };
-    match crate::watch::run(&opts) {
+    match crate::daemon::watch::run(&opts) {
         Ok(()) => Ok(0),
-        Err(crate::watch::WatchError::Config(e)) => Err(CliError::Config(e)),
+        Err(crate::daemon::watch::WatchError::Config(e)) => Err(CliError::Config(e)),
         // Another watch on this config is a usage error, not a failure.
-        Err(e @ crate::watch::WatchError::Lock(crate::lockfile::LockError::Held { .. })) => {
-            Err(CliError::Usage(e.to_string()))
-        }
+        Err(
+            e @ crate::daemon::watch::WatchError::Lock(crate::daemon::lockfile::LockError::Held {
+                ..
+            }),
+        ) => Err(CliError::Usage(e.to_string())),
         Err(e) => Err(CliError::Runtime(e.to_string())),
     }
 }
 
 /// The lock of a `kill` run (cron runs must not overlap each other or a
 /// `watch`), unless `--no-lock`.
-fn kill_lock(cfg: &Config, args: &KillArgs) -> Result<Option<crate::lockfile::LockFile>, CliError> {
+fn kill_lock(
+    cfg: &Config,
+    args: &KillArgs,
+) -> Result<Option<crate::daemon::lockfile::LockFile>, CliError> {
     if args.no_lock {
         return Ok(None);
     }
@@ -507,9 +505,9 @@ fn kill_lock(cfg: &Config, args: &KillArgs) -> Result<Option<crate::lockfile::Lo
         .lock_file
         .clone()
         .unwrap_or_else(|| cfg.settings.lock_file.clone());
-    match crate::lockfile::LockFile::acquire(&path) {
+    match crate::daemon::lockfile::LockFile::acquire(&path) {
         Ok(l) => Ok(Some(l)),
-        Err(e @ crate::lockfile::LockError::Held { .. }) => Err(CliError::Usage(format!(
+        Err(e @ crate::daemon::lockfile::LockError::Held { .. }) => Err(CliError::Usage(format!(
             "{e}; pass --no-lock to run anyway"
         ))),
         Err(e) => Err(CliError::Runtime(e.to_string())),
@@ -545,15 +543,15 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                             }
                         }
                     }
-                    let mut sessions = Sessions::new(target(cfg, inst));
+                    let mut sessions = Sessions::new(Target::of(cfg, inst));
                     let result =
                         pass::run(cfg, inst, rules, dry_run, &mut sessions, &HashSet::new());
                     let mut followups = Vec::new();
                     if let Ok(report) = &result {
                         // A KILL only sets a flag: check that each one took effect.
-                        let mut tracker = crate::verify::Tracker::new(crate::verify::Policy::new(
-                            rules.killed_report,
-                        ));
+                        let mut tracker = crate::core::verify::Tracker::new(
+                            crate::core::verify::Policy::new(rules.killed_report),
+                        );
                         tracker.track(&report.outcomes, std::time::Instant::now());
                         if args.verify_secs > 0 && !tracker.is_empty() {
                             followups = pass::verify_window(
@@ -592,7 +590,7 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
     });
     // Snapshots (and mail) for a one-shot run go through the same reporter as `watch`.
     let cfg = std::sync::Arc::new(cfg.clone());
-    let reporter = crate::reporter::Reporter::start(cfg.clone());
+    let reporter = crate::report::reporter::Reporter::start(cfg.clone());
     let mut failed = false;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -649,13 +647,13 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                 failed |= run
                     .followups
                     .iter()
-                    .any(|f| f.kind == crate::verify::Kind::EscalationFailed);
+                    .any(|f| f.kind == crate::core::verify::Kind::EscalationFailed);
                 if !report.outcomes.is_empty() {
                     let addr = cfg
                         .instance(&run.dbid)
                         .map(|i| i.addr())
                         .unwrap_or_default();
-                    let mut event = crate::event::Event::new(&run.dbid, &addr, run.dry_run);
+                    let mut event = crate::report::event::Event::new(&run.dbid, &addr, run.dry_run);
                     event.outcomes = report.outcomes.clone();
                     event.followups = run.followups.iter().map(|f| f.followup()).collect();
                     event.snapshot = report.snapshot.take();
@@ -664,17 +662,24 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                 let killed = report
                     .outcomes
                     .iter()
-                    .filter(|o| matches!(o.result, crate::killer::KillResult::Killed { .. }))
+                    .filter(|o| {
+                        matches!(o.result, crate::server::killer::KillResult::Killed { .. })
+                    })
                     .count();
                 let gone = report
                     .outcomes
                     .iter()
-                    .filter(|o| o.result == crate::killer::KillResult::Gone)
+                    .filter(|o| o.result == crate::server::killer::KillResult::Gone)
                     .count();
                 let nosession = report
                     .outcomes
                     .iter()
-                    .filter(|o| matches!(o.result, crate::killer::KillResult::NoSession { .. }))
+                    .filter(|o| {
+                        matches!(
+                            o.result,
+                            crate::server::killer::KillResult::NoSession { .. }
+                        )
+                    })
                     .count();
                 let fails = report
                     .outcomes

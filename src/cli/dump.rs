@@ -39,8 +39,8 @@
 //!   prompts and `->` continuations, `Bye`. Several result sets in one file
 //!   are concatenated. Anything else is an error, never silently dropped.
 
-use crate::output::char_width;
-use crate::row::ProcRow;
+use crate::core::row::ProcRow;
+use crate::core::text::char_width;
 
 /// A dump that cannot be read, with the 1-based line where the problem is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,14 +5,15 @@
 //! [`select_victims`], and acts on what comes back.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fmt;
 
 use regex::Regex;
 use serde::Serialize;
 
-use crate::classes::{self, ClassReason, ClassRules};
-use crate::filters::FieldFilters;
-use crate::row::ProcRow;
+use crate::core::classes::ClassRules;
+use crate::core::filters::FieldFilters;
+use crate::core::pileup;
+use crate::core::row::ProcRow;
+pub use crate::core::victim::{Reason, Victim};
 
 /// Whose threads may be killed (`k_user`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -107,67 +108,6 @@ pub struct Scan {
     /// Connection ids of mysqk's own sessions on this instance.
     pub own_ids: HashSet<u64>,
     pub lock_waits: Vec<LockWait>,
-}
-
-/// Why a thread is a victim.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Reason {
-    LongRunning {
-        secs: u64,
-        limit: u64,
-    },
-    Sleeping {
-        secs: u64,
-        limit: u64,
-    },
-    Included {
-        pattern: String,
-    },
-    LockBlocker {
-        waiting: Vec<u64>,
-        wait_secs: u64,
-        limit: u64,
-    },
-    /// The thread's class is abnormal and `k_victims` picked it (see [`classes`]).
-    Class(ClassReason),
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Reason::LongRunning { secs, limit } => write!(f, "long-running {secs}s >= {limit}"),
-            Reason::Sleeping { secs, limit } => write!(f, "sleeping {secs}s >= {limit}"),
-            Reason::Included { pattern } => write!(f, "included by /{pattern}/"),
-            Reason::LockBlocker {
-                waiting,
-                wait_secs,
-                limit,
-            } => {
-                let ids: Vec<String> = waiting.iter().map(u64::to_string).collect();
-                write!(
-                    f,
-                    "blocks thread {} for {wait_secs}s >= {limit}",
-                    ids.join(",")
-                )
-            }
-            Reason::Class(c) => write!(f, "{c}"),
-        }
-    }
-}
-
-/// A thread the rules say to kill, with every reason that applies.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Victim {
-    pub row: ProcRow,
-    pub reasons: Vec<Reason>,
-}
-
-impl Victim {
-    pub fn reason_text(&self) -> String {
-        let parts: Vec<String> = self.reasons.iter().map(Reason::to_string).collect();
-        parts.join("; ")
-    }
 }
 
 /// Why a thread can never be a victim, whatever the config says (SPEC 2).
@@ -271,14 +211,14 @@ pub fn select_victims(scan: &Scan, rules: &Rules) -> Vec<Victim> {
             });
         }
     }
-    classes::apply(victims, &rules.classes)
+    pileup::apply(victims, &rules.classes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classes::{GroupBy, Pick};
-    use crate::filters::{Column, Kind};
+    use crate::core::classes::{GroupBy, Pick};
+    use crate::core::filters::{Column, Kind};
     use proptest::prelude::*;
 
     fn row(id: u64, user: &str, command: &str, time: u64, info: Option<&str>) -> ProcRow {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 
-use crate::crypto::Secret;
+use crate::config::crypto::Secret;
+use crate::config::{Config, Instance};
 
 /// Which server family a connection talks to; decides the SQL used for
 /// processlist, lock waits and kills.
@@ -71,6 +72,18 @@ pub struct Target {
     pub port: u16,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+}
+
+impl Target {
+    /// Where and how patiently to reach one configured instance.
+    pub fn of(cfg: &Config, inst: &Instance) -> Target {
+        Target {
+            host: inst.host.clone(),
+            port: inst.port,
+            connect_timeout: cfg.settings.connect_timeout,
+            read_timeout: cfg.settings.read_timeout,
+        }
+    }
 }
 
 impl Target {

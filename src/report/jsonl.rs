@@ -10,12 +10,11 @@
 use chrono::{DateTime, Local, SecondsFormat};
 use serde::Serialize;
 
-use crate::event::{Event, Followup};
-use crate::fingerprint::fingerprint;
-use crate::killer::{Action, KillResult, Outcome};
-use crate::matcher::{Reason, Victim};
-use crate::output;
-use crate::redact;
+use crate::core::fingerprint::fingerprint;
+use crate::core::matcher::{Reason, Victim};
+use crate::core::redact;
+use crate::report::event::{Event, Followup};
+use crate::server::killer::{Action, KillResult, Outcome};
 
 /// Longest `info` / `fingerprint` value written, in characters.
 pub const INFO_MAX: usize = 4096;
@@ -214,13 +213,13 @@ pub fn event_json(e: &Event, snapshot: Option<&std::path::Path>) -> String {
 
 /// Short text for logs about a hook: the summary, cut.
 pub fn event_label(e: &Event) -> String {
-    output::cut(&e.summary(), 200)
+    crate::core::text::cut(&e.summary(), 200)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::row::ProcRow;
+    use crate::core::row::ProcRow;
 
     fn victim(info: Option<&str>) -> Victim {
         Victim {

@@ -9,7 +9,7 @@
 //! running). A failing, hanging or missing command is logged and changes
 //! nothing else.
 //!
-//! The command gets the event document of [`crate::jsonl::event_json`] on
+//! The command gets the event document of [`crate::report::jsonl::event_json`] on
 //! stdin, and `MYSQK_INSTANCE` / `MYSQK_SNAPSHOT` in its environment.
 //! `MYSQK_KEY` is removed from its environment: a hook has no business with
 //! the key that decrypts the passwords.
@@ -23,8 +23,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::Settings;
-use crate::event::Event;
-use crate::jsonl;
+use crate::report::event::Event;
+use crate::report::jsonl;
 
 /// How much of the command's stdout/stderr is kept for the log.
 const OUTPUT_KEEP: usize = 2000;
@@ -52,7 +52,7 @@ fn stderr_note(stderr: &str) -> String {
     if s.is_empty() {
         String::new()
     } else {
-        format!(": {}", crate::output::cut(s, 300))
+        format!(": {}", crate::core::text::cut(s, 300))
     }
 }
 
@@ -90,7 +90,7 @@ impl Hook {
                 if out.trim().is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", crate::output::cut(out.trim(), 200))
+                    format!(": {}", crate::core::text::cut(out.trim(), 200))
                 }
             ),
             Err(err) => log::error!("{}: hook for \"{}\": {err}", e.dbid, jsonl::event_label(e)),

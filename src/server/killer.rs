@@ -3,13 +3,13 @@
 //! clear report.
 
 use mysql::prelude::Queryable;
-use serde::Serialize;
 
 use std::collections::BTreeMap;
 
-use crate::crypto::Secret;
-use crate::matcher::{KillCmd, KillMode, Victim};
-use crate::session::{error_code, error_text, Sessions};
+use crate::config::crypto::Secret;
+use crate::core::matcher::{KillCmd, KillMode, Victim};
+pub use crate::core::outcome::{Action, KillResult, Outcome};
+use crate::server::session::{error_code, error_text, Sessions};
 
 /// MySQL/MariaDB error: `Unknown thread id` (the thread already ended).
 const ER_NO_SUCH_THREAD: u16 = 1094;
@@ -19,84 +19,6 @@ const ER_KILL_DENIED: u16 = 1095;
 const ER_PROCACCESS_DENIED: u16 = 1370;
 /// `Access denied; you need (at least one of) the ... privilege(s)`.
 const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
-
-/// What mysqk does to a victim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    KillConnection,
-    KillQuery,
-}
-
-impl Action {
-    /// Sleepers have no statement to stop: they are always killed as connections.
-    pub fn for_victim(mode: KillMode, command: &str) -> Action {
-        match mode {
-            KillMode::Query if command != "Sleep" => Action::KillQuery,
-            _ => Action::KillConnection,
-        }
-    }
-
-    pub fn sql(self, cmd: KillCmd, id: u64) -> String {
-        match (cmd, self) {
-            (KillCmd::Kill, Action::KillConnection) => format!("KILL CONNECTION {id}"),
-            (KillCmd::Kill, Action::KillQuery) => format!("KILL QUERY {id}"),
-            (KillCmd::Rds, Action::KillConnection) => format!("CALL mysql.rds_kill({id})"),
-            (KillCmd::Rds, Action::KillQuery) => format!("CALL mysql.rds_kill_query({id})"),
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Action::KillConnection => "kill connection",
-            Action::KillQuery => "kill query",
-        }
-    }
-}
-
-/// How a kill ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "result", rename_all = "kebab-case")]
-pub enum KillResult {
-    /// The server accepted the kill from `via`'s session.
-    Killed {
-        via: String,
-    },
-    /// `Unknown thread id`: it ended by itself; counts as done.
-    Gone,
-    /// Dry run: nothing sent.
-    DryRun,
-    /// No held session may kill it.
-    NoSession {
-        message: String,
-    },
-    Failed {
-        message: String,
-    },
-}
-
-impl KillResult {
-    pub fn is_failure(&self) -> bool {
-        matches!(self, KillResult::Failed { .. })
-    }
-
-    pub fn text(&self) -> String {
-        match self {
-            KillResult::Killed { via } => format!("killed (as {via})"),
-            KillResult::Gone => "gone (ended by itself)".into(),
-            KillResult::DryRun => "dry run".into(),
-            KillResult::NoSession { message } | KillResult::Failed { message } => message.clone(),
-        }
-    }
-}
-
-/// One victim with what was done and how it ended.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub victim: Victim,
-    pub action: Action,
-    pub result: KillResult,
-}
 
 /// Kill `victims` on one instance. `password` looks up a `[db_auth]` user.
 pub fn kill_all<'a>(
@@ -273,7 +195,7 @@ pub fn kill_thread<'a>(
     sessions: &mut Sessions,
     password: impl Fn(&str) -> Option<&'a Secret>,
     auth_users: &[String],
-    row: &crate::row::ProcRow,
+    row: &crate::core::row::ProcRow,
     action: Action,
     cmd: KillCmd,
 ) -> KillResult {

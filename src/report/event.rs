@@ -3,19 +3,9 @@
 
 use chrono::{DateTime, Local};
 
-use crate::inspector::Snapshot;
-use crate::killer::{KillResult, Outcome};
-
-/// A follow-up on an earlier kill, found by the next scan (verify step).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Followup {
-    pub id: u64,
-    pub user: String,
-    /// `gone`, `escalated`, `stuck`, ...
-    pub outcome: String,
-    /// One human sentence, e.g. "stuck in Killed for 12 s: ROLLING BACK, 50000 rows modified".
-    pub detail: String,
-}
+pub use crate::core::outcome::Followup;
+use crate::core::outcome::{KillResult, Outcome};
+use crate::server::inspector::Snapshot;
 
 #[derive(Debug, Clone)]
 pub struct Event {

@@ -5,12 +5,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Instance};
-use crate::inspector::{self, Snapshot};
-use crate::killer::{self, Outcome};
-use crate::matcher::{self, Rules, Scan, UserFilter, Victim};
-use crate::row::ProcRow;
-use crate::session::{SessionError, Sessions};
-use crate::verify::{Finding, Kind, Tracker};
+use crate::core::matcher::{self, Rules, Scan, UserFilter, Victim};
+use crate::core::row::ProcRow;
+use crate::core::verify::{Finding, Kind, Tracker};
+use crate::server::inspector::{self, Snapshot};
+use crate::server::killer::{self, Outcome};
+use crate::server::session::{SessionError, Sessions};
 
 /// What one pass saw and did.
 #[derive(Debug, Default)]

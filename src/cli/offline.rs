@@ -9,12 +9,12 @@ use std::io::Read;
 
 use chrono::Local;
 
-use crate::dump::{self, DumpError};
-use crate::jsonl::ThreadRecord;
-use crate::killer::Action;
-use crate::matcher::{self, Rules, Scan, Victim};
-use crate::output;
-use crate::row::ProcRow;
+use crate::cli::dump::{self, DumpError};
+use crate::core::matcher::{self, Rules, Scan, Victim};
+use crate::core::row::ProcRow;
+use crate::report::jsonl::ThreadRecord;
+use crate::report::output;
+use crate::server::killer::Action;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
@@ -82,7 +82,7 @@ pub fn table(victims: &[Victim], rules: &Rules, info_width: usize) -> String {
                 r.command.clone(),
                 r.time.to_string(),
                 r.state.clone().unwrap_or_default(),
-                output::info_text(r, info_width),
+                crate::core::text::info_text(r, info_width),
                 v.reason_text(),
                 format!(
                     "would {}",

@@ -9,7 +9,7 @@
 
 use regex::Regex;
 
-use crate::row::ProcRow;
+use crate::core::row::ProcRow;
 
 /// A processlist column a filter looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

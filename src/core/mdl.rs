@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::Serialize;
 
-use crate::row::ProcRow;
+use crate::core::row::ProcRow;
 
 /// The processlist state of a thread waiting for a metadata lock.
 pub const WAIT_STATE: &str = "Waiting for table metadata lock";

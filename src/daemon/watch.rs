@@ -23,11 +23,11 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::{Config, ConfigError};
-use crate::instance::InstanceHandle;
-use crate::lockfile::{LockError, LockFile};
-use crate::logging;
-use crate::reporter::{ReportSender, Reporter};
-use crate::status::{self, StatusBoard};
+use crate::daemon::instance::InstanceHandle;
+use crate::daemon::lockfile::{LockError, LockFile};
+use crate::daemon::status::{self, StatusBoard};
+use crate::report::logging;
+use crate::report::reporter::{ReportSender, Reporter};
 
 /// How often the supervisor looks at the config file, the threads and the status.
 const TICK: Duration = Duration::from_millis(200);

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use mysql::prelude::Queryable;
 use mysql::{Row, Value};
 
-use crate::matcher::LockWait;
-use crate::mdl;
-use crate::row::ProcRow;
-use crate::session::{Flavor, Session, SessionError};
-use crate::verify::TrxFacts;
+use crate::core::matcher::LockWait;
+use crate::core::mdl;
+use crate::core::row::ProcRow;
+use crate::core::verify::TrxFacts;
+use crate::server::session::{Flavor, Session, SessionError};
 
 fn text(v: Option<Value>) -> Option<String> {
     match v {
@@ -347,7 +347,7 @@ pub fn query_table(s: &mut Session, sql: &str) -> String {
     let result = s.conn.query_iter(sql);
     let mut result = match result {
         Ok(r) => r,
-        Err(e) => return format!("({sql}: {})\n", crate::session::error_text(&e)),
+        Err(e) => return format!("({sql}: {})\n", crate::server::session::error_text(&e)),
     };
     let mut out = String::new();
     let mut header_done = false;
@@ -356,7 +356,10 @@ pub fn query_table(s: &mut Session, sql: &str) -> String {
             let row = match row {
                 Ok(r) => r,
                 Err(e) => {
-                    out.push_str(&format!("(error: {})\n", crate::session::error_text(&e)));
+                    out.push_str(&format!(
+                        "(error: {})\n",
+                        crate::server::session::error_text(&e)
+                    ));
                     break;
                 }
             };
@@ -400,7 +403,7 @@ pub fn snapshot(s: &mut Session, processlist: &[ProcRow]) -> Snapshot {
         Ok(None) => String::new(),
         Err(e) => format!(
             "(SHOW ENGINE INNODB STATUS: {})",
-            crate::session::error_text(&e)
+            crate::server::session::error_text(&e)
         ),
     };
     let lock_sql = match s.flavor {

@@ -33,9 +33,9 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::Message;
 
 use crate::config::{MailConfig, MailTls};
-use crate::event::Event;
-use crate::output;
-use crate::redact;
+use crate::core::redact;
+use crate::report::event::Event;
+use crate::report::output;
 
 /// Connect and per-command I/O timeout of a normal send. Short, because the
 /// reporter thread (snapshots of other events) waits while we talk to SMTP.

@@ -13,10 +13,10 @@ use chrono::NaiveTime;
 use configparser::ini::Ini;
 use regex::Regex;
 
-use crate::classes::{ClassRules, GroupBy, Pick};
-use crate::crypto::{self, CryptoError, Key, KeySource, Secret};
-use crate::filters::{FieldFilters, FIELD_KEYS};
-use crate::matcher::{KillCmd, KillMode, Rules, UserFilter};
+use crate::config::crypto::{self, CryptoError, Key, KeySource, Secret};
+use crate::core::classes::{ClassRules, GroupBy, Pick};
+use crate::core::filters::{FieldFilters, FIELD_KEYS};
+use crate::core::matcher::{KillCmd, KillMode, Rules, UserFilter};
 
 /// A config problem, located as precisely as we can: file, line, section, key, value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +226,7 @@ const KNOWN_KILL_KEYS: &[&str] = &[
     "k_mode",
     "k_kill_cmd",
     "k_killed_report",
-    // Per-column filters (pt-kill's --match-* / --ignore-*): crate::filters::FIELD_KEYS.
+    // Per-column filters (pt-kill's --match-* / --ignore-*): crate::core::filters::FIELD_KEYS.
     "k_match_command",
     "k_match_state",
     "k_match_db",
@@ -238,7 +238,7 @@ const KNOWN_KILL_KEYS: &[&str] = &[
     "k_ignore_host",
     "k_ignore_info",
     "k_ignore_user",
-    // Query pile-ups (pt-kill's --group-by, class matches, --victims): crate::classes.
+    // Query pile-ups (pt-kill's --group-by, class matches, --victims): crate::core::classes.
     "k_group_by",
     "k_query_count",
     "k_any_busy_time",
@@ -1120,7 +1120,7 @@ dry_run=0
     #[test]
     fn shipped_example_loads() {
         // The example carries placeholders for encrypted values; plain ones load with a warning.
-        let text = include_str!("../mysqk.ini.example").replace("enc:v1:REPLACE_ME", "pw");
+        let text = include_str!("../../mysqk.ini.example").replace("enc:v1:REPLACE_ME", "pw");
         let c = parse(&text).unwrap();
         assert_eq!(c.instances.len(), 2);
         assert!(c.instance("crm0").unwrap().rules.users.contains("app1"));
@@ -1223,7 +1223,7 @@ dry_run=0
 
     #[test]
     fn pt_kill_keys_parse_layer_and_are_known() {
-        use crate::filters::{Column, Kind};
+        use crate::core::filters::{Column, Kind};
         let text = ORIGINAL.replace(
             "k_include=select sleep\\(17\\)",
             "k_include=select sleep\\(17\\)\nk_match_command=^(Query|Execute)$\nk_ignore_user=^bi_\n\

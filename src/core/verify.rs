@@ -14,16 +14,15 @@
 //!   `k_killed_report` seconds it is reported, once, as stuck, with what the
 //!   server tells about why (`INNODB_TRX`: `ROLLING BACK`, rows modified).
 //!
-//! No I/O here: the shell ([`crate::pass`]) reads rows and `INNODB_TRX`,
+//! No I/O here: the shell (`daemon::pass`) reads rows and `INNODB_TRX`,
 //! calls [`Tracker::observe`], sends the escalations it asks for and reports
 //! the findings.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::event::Followup;
-use crate::killer::{Action, KillResult, Outcome};
-use crate::row::ProcRow;
+use crate::core::outcome::{Action, Followup, KillResult, Outcome};
+use crate::core::row::ProcRow;
 
 /// What `INNODB_TRX` says about a thread's transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -474,7 +473,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matcher::Victim;
+    use crate::core::matcher::Victim;
 
     const Q: &str = "select sleep(60)";
 

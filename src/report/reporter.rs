@@ -14,11 +14,11 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::config::Config;
-use crate::event::Event;
-use crate::hook::Hook;
-use crate::mail::Mailer;
-use crate::output;
-use crate::redact;
+use crate::core::redact;
+use crate::report::event::Event;
+use crate::report::hook::Hook;
+use crate::report::mail::Mailer;
+use crate::report::output;
 
 /// Events waiting for the reporter; beyond this, events are dropped and counted.
 const QUEUE: usize = 256;

@@ -30,16 +30,16 @@ use chrono::{Local, NaiveTime};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::config::{Config, Instance, TimeWindow};
-use crate::event::{Event, Followup};
-use crate::killer::KillResult;
-use crate::matcher::{self, Rules, Scan, Victim};
-use crate::output;
-use crate::pass;
-use crate::reporter::ReportSender;
-use crate::row::ProcRow;
-use crate::session::Sessions;
-use crate::status::{self, StatusBoard};
-use crate::verify::{self, Finding, Policy, Tracker};
+use crate::core::matcher::{self, Rules, Scan, Victim};
+use crate::core::row::ProcRow;
+use crate::core::verify::{self, Finding, Policy, Tracker};
+use crate::daemon::pass;
+use crate::daemon::status::{self, StatusBoard};
+use crate::report::event::{Event, Followup};
+use crate::report::output;
+use crate::report::reporter::ReportSender;
+use crate::server::killer::KillResult;
+use crate::server::session::{Sessions, Target};
 
 /// Never wake up sooner than this after a scan (no busy loop, whatever the rows say).
 pub const MIN_WAKE: Duration = Duration::from_millis(50);
@@ -286,7 +286,7 @@ impl Worker {
         stop: Arc<AtomicBool>,
         rx: Receiver<Control>,
     ) -> Worker {
-        let mut sessions = Sessions::new(crate::cli::target(&cfg, &inst));
+        let mut sessions = Sessions::new(Target::of(&cfg, &inst));
         sessions.max_backoff = max_backoff(&cfg);
         let killed_report = inst.rules.killed_report;
         let now = Instant::now();
@@ -479,7 +479,7 @@ impl Worker {
                 self.sessions.remove(&user);
             }
         }
-        let target = crate::cli::target(&cfg, &inst);
+        let target = Target::of(&cfg, &inst);
         self.sessions.target.connect_timeout = target.connect_timeout;
         self.sessions.target.read_timeout = target.read_timeout;
         self.sessions.max_backoff = max_backoff(&cfg);
@@ -510,7 +510,7 @@ impl Worker {
 
     /// The verify step: every earlier kill checked against this scan — gone,
     /// statement stopped, escalated from KILL QUERY to KILL CONNECTION, stuck
-    /// in `Killed`. The decisions live in [`crate::verify`]; [`pass::verify`]
+    /// in `Killed`. The decisions live in [`crate::core::verify`]; [`pass::verify`]
     /// reads `INNODB_TRX`, sends the escalations and logs every finding. Only
     /// the notable findings become events: "gone" after every kill would
     /// double the snapshots without telling anything new.
@@ -702,7 +702,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matcher::{LockWait, UserFilter};
+    use crate::core::matcher::{LockWait, UserFilter};
 
     fn row(id: u64, user: &str, command: &str, time_ms: u64) -> ProcRow {
         ProcRow {
