@@ -1,5 +1,12 @@
-//! Shared support for the integration tests: real MariaDB servers, users and
-//! clients (SPEC section 7: no mocked database, no skipped tests).
+//! Shared support for the integration tests: real MariaDB or MySQL servers,
+//! users and clients (SPEC section 7: no mocked database, no skipped tests).
+//!
+//! `MYSQK_TEST_SERVER=mariadb|mysql` (default `mariadb`) picks the flavour of
+//! every server this process starts. MariaDB is the host's `mariadbd`; MySQL
+//! is Debian sid's `mysqld`, run by `chroot` from a sid root (bookworm's glibc
+//! is too old for it) that this module builds with `mmdebstrap` when it is
+//! missing ([`mysql_root`]). Each server started prints one line
+//! `test server: <MariaDB|MySQL> <version>` to stderr.
 //!
 //! Every test binary that says `mod support;` gets
 //! - one lazily started shared server ([`server()`]), and
@@ -7,7 +14,8 @@
 //!   freeze or restart a server, or need replication.
 //!
 //! Servers live under `/tmp/mysqk-t-<pid>-<n>/` (a short path: a unix socket
-//! path must fit in 108 bytes). They die with the test process whatever
+//! path must fit in 108 bytes); a MySQL server's directory is that path inside
+//! the sid root, since a chrooted mysqld sees nothing outside it. They die with the test process whatever
 //! happens: `PR_SET_PDEATHSIG` covers a killed test process, an `atexit`
 //! handler covers a normal or panicking exit, `Drop` covers a dedicated
 //! server going out of scope, and stale directories of dead test processes are
@@ -43,6 +51,8 @@ pub const REPL_USER: &str = "trepl";
 pub const REPL_PASS: &str = "trepl-pw";
 
 const DIR_PREFIX: &str = "mysqk-t-";
+/// Name of the server's pid file in its directory (read by the stale sweep).
+const PID_FILE: &str = "server.pid";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read/write timeout of helper connections: long enough for the `SLEEP(n)`
@@ -74,6 +84,226 @@ fn required_binary(name: &str, extra_dirs: &[&str]) -> PathBuf {
         )
     })
 }
+
+/// The server flavour of this test process (`MYSQK_TEST_SERVER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    MariaDb,
+    MySql,
+}
+
+impl Flavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::MariaDb => "MariaDB",
+            Flavor::MySql => "MySQL",
+        }
+    }
+}
+
+/// `MYSQK_TEST_SERVER=mariadb|mysql`, default `mariadb`. Anything else is a
+/// mistake worth a loud failure rather than a silent default.
+pub fn flavor() -> Flavor {
+    static F: OnceLock<Flavor> = OnceLock::new();
+    *F.get_or_init(|| match std::env::var("MYSQK_TEST_SERVER") {
+        Err(_) => Flavor::MariaDb,
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "mariadb" => Flavor::MariaDb,
+            "mysql" => Flavor::MySql,
+            other => panic!("MYSQK_TEST_SERVER={other:?}: expected `mariadb` or `mysql`"),
+        },
+    })
+}
+
+pub fn is_mysql() -> bool {
+    flavor() == Flavor::MySql
+}
+
+/// Where the Debian sid root with MySQL lives (`MYSQK_TEST_MYSQL_ROOT`
+/// overrides). Kept short: socket paths inside it must fit in 108 bytes.
+pub const DEFAULT_MYSQL_ROOT: &str = "/var/cache/mysqk-test/mysql-sid-root";
+
+fn mysql_root_path() -> PathBuf {
+    std::env::var_os("MYSQK_TEST_MYSQL_ROOT")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MYSQL_ROOT))
+}
+
+/// The sid root holding `/usr/sbin/mysqld`, built on first use. Built in a
+/// temporary directory beside it and renamed into place under an exclusive
+/// `flock`, so concurrent test binaries (or engineers) never see half a root
+/// and never build it twice.
+pub fn mysql_root() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let root = mysql_root_path();
+        if root.join("usr/sbin/mysqld").is_file() {
+            return root;
+        }
+        let parent = root.parent().unwrap_or(Path::new("/")).to_path_buf();
+        fs::create_dir_all(&parent).unwrap_or_else(|e| {
+            panic!(
+                "cannot create {} for the MySQL sid root: {e} (run the tests as root, or set \
+                 MYSQK_TEST_MYSQL_ROOT to a writable place)",
+                parent.display()
+            )
+        });
+        let _lock = FileLock::exclusive(&root.with_extension("lock"));
+        if root.join("usr/sbin/mysqld").is_file() {
+            return root; // another process built it while we waited
+        }
+        let tmp = root.with_extension(format!("tmp-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let cmd_text = format!(
+            "mmdebstrap --variant=apt --aptopt='Acquire::Check-Valid-Until \"false\"' \
+             --include=mysql-server-core,mysql-client-core sid {}",
+            root.display()
+        );
+        eprintln_raw(&format!(
+            "test support: building the MySQL sid root at {} (about 30 s, 500 MB)",
+            root.display()
+        ));
+        let out = Command::new("mmdebstrap")
+            .args([
+                "--variant=apt",
+                "--aptopt=Acquire::Check-Valid-Until \"false\"",
+                "--include=mysql-server-core,mysql-client-core",
+                "sid",
+            ])
+            .arg(&tmp)
+            .stdin(Stdio::null())
+            .output();
+        let failure = match out {
+            Err(e) => Some(format!(
+                "cannot run mmdebstrap: {e} (install it: `apt-get install mmdebstrap`, or run \
+                 `make deps` as root)"
+            )),
+            Ok(o) if !o.status.success() => {
+                let err = String::from_utf8_lossy(&o.stderr);
+                let lines: Vec<&str> = err.lines().collect();
+                Some(format!(
+                    "mmdebstrap failed ({}); last lines:\n{}",
+                    o.status,
+                    lines[lines.len().saturating_sub(30)..].join("\n")
+                ))
+            }
+            Ok(_) if !tmp.join("usr/sbin/mysqld").is_file() => {
+                Some("mmdebstrap succeeded but the root has no /usr/sbin/mysqld".into())
+            }
+            Ok(_) => None,
+        };
+        if let Some(why) = failure {
+            let _ = fs::remove_dir_all(&tmp);
+            panic!(
+                "MYSQK_TEST_SERVER=mysql needs a Debian sid root with MySQL at {} and it could \
+                 not be built: {why}\nBuild it by hand (as root, needs network):\n    {cmd_text}",
+                root.display()
+            );
+        }
+        fs::rename(&tmp, &root)
+            .unwrap_or_else(|e| panic!("rename {} -> {}: {e}", tmp.display(), root.display()));
+        root
+    })
+}
+
+/// An exclusive `flock` on a file, released on drop (and by the kernel if the
+/// process dies, so a crashed build never leaves the lock held).
+struct FileLock(fs::File);
+
+impl FileLock {
+    fn exclusive(path: &Path) -> FileLock {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open lock file {}: {e}", path.display()));
+        use std::os::fd::AsRawFd;
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            panic!("flock {}: {}", path.display(), io::Error::last_os_error());
+        }
+        FileLock(f)
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        unsafe {
+            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+/// Writes a line straight to the process's stderr, past the test harness's
+/// output capture: the `test server:` lines must show in every run.
+fn eprintln_raw(line: &str) {
+    use std::io::Write;
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+/// Inside the sid root: `mysqld --initialize-insecure` takes ~5 s, a copy of
+/// an initialised datadir well under one, so every MySQL server starts from a
+/// copy of this template (built once per root, same locking as the root).
+/// The copy drops `auto.cnf`, so each server gets its own server_uuid
+/// (replication refuses a replica with its primary's uuid).
+const MYSQL_TEMPLATE: &str = "var/lib/mysqk-template-1";
+
+fn mysql_template() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let root = mysql_root();
+        let template = root.join(MYSQL_TEMPLATE);
+        if template.join("mysql.ibd").is_file() {
+            return template;
+        }
+        let _lock = FileLock::exclusive(&root.join("var/lib/mysqk-template.lock"));
+        if template.join("mysql.ibd").is_file() {
+            return template;
+        }
+        let inner_tmp = format!("/{MYSQL_TEMPLATE}.tmp-{}", std::process::id());
+        let tmp = root.join(inner_tmp.trim_start_matches('/'));
+        let _ = fs::remove_dir_all(&tmp);
+        let out = Command::new("chroot")
+            .arg(root)
+            .arg("/usr/sbin/mysqld")
+            .arg("--no-defaults")
+            .arg("--user=root")
+            .arg("--initialize-insecure")
+            .arg(format!("--datadir={inner_tmp}"))
+            .arg("--log-error-verbosity=1")
+            .args(MYSQL_INNODB_ARGS)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "run chroot {} mysqld --initialize-insecure: {e}",
+                    root.display()
+                )
+            });
+        if !out.status.success() || !tmp.join("mysql.ibd").is_file() {
+            let _ = fs::remove_dir_all(&tmp);
+            panic!(
+                "mysqld --initialize-insecure failed ({}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        fs::rename(&tmp, &template)
+            .unwrap_or_else(|e| panic!("rename {} -> {}: {e}", tmp.display(), template.display()));
+        template
+    })
+}
+
+/// InnoDB sizes of the MySQL servers, shared by the template's initialise and
+/// every start. 32 MB of redo: 8 MB made the initialise stall on checkpoints.
+const MYSQL_INNODB_ARGS: &[&str] = &[
+    "--innodb-buffer-pool-size=32M",
+    "--innodb-redo-log-capacity=32M",
+];
 
 fn mariadbd() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
@@ -152,11 +382,21 @@ fn pid_alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
 }
 
-/// Removes `/tmp/mysqk-t-<pid>-<n>` left behind by test processes that were
-/// SIGKILLed (no atexit). A server still running from such a directory is
-/// killed first, but only if its command line names that directory.
+/// Removes `/tmp/mysqk-t-<pid>-<n>` (also inside the MySQL sid root) left
+/// behind by test processes that were SIGKILLed (no atexit). A server still
+/// running from such a directory is killed first, but only if its command line
+/// names that directory.
 fn sweep_stale_dirs() {
-    let Ok(entries) = fs::read_dir("/tmp") else {
+    sweep_stale_dirs_in(Path::new("/tmp"));
+    // Only an existing root: sweeping must not build one.
+    let root_tmp = mysql_root_path().join("tmp");
+    if root_tmp.is_dir() {
+        sweep_stale_dirs_in(&root_tmp);
+    }
+}
+
+fn sweep_stale_dirs_in(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
         return;
     };
     for entry in entries.flatten() {
@@ -171,10 +411,12 @@ fn sweep_stale_dirs() {
             continue;
         }
         let dir = entry.path();
-        if let Ok(text) = fs::read_to_string(dir.join("mariadbd.pid")) {
+        // The server's own view of its directory (inside a chroot: /tmp/...).
+        let inner = format!("/tmp/{name}");
+        if let Ok(text) = fs::read_to_string(dir.join(PID_FILE)) {
             if let Ok(server_pid) = text.trim().parse::<i32>() {
                 let cmdline = fs::read(format!("/proc/{server_pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
+                if String::from_utf8_lossy(&cmdline).contains(&inner) {
                     unsafe {
                         libc::kill(server_pid, libc::SIGKILL);
                     }
@@ -249,10 +491,16 @@ impl Default for ServerOpts {
 /// A row of `information_schema.PROCESSLIST`: (id, user, command, time, info).
 pub type ProcRow = (u64, String, String, u64, Option<String>);
 
-/// A running `mariadbd` with its own datadir, port and socket.
+/// A running `mariadbd` or `mysqld` with its own datadir, port and socket.
 pub struct Server {
     key: u64,
+    flavor: Flavor,
+    /// The server's directory as this process sees it (inside the sid root
+    /// for MySQL).
     dir: PathBuf,
+    /// The same directory as the server sees it (the path inside the chroot
+    /// for MySQL; equal to `dir` for MariaDB).
+    inner_dir: PathBuf,
     datadir: PathBuf,
     socket: PathBuf,
     err_log: PathBuf,
@@ -281,8 +529,13 @@ impl Server {
     /// accepts connections. Panics with the server's error log on failure.
     pub fn start(opts: ServerOpts) -> Server {
         init_process_hooks();
+        let flavor = flavor();
         let key = NEXT_SERVER.fetch_add(1, Ordering::SeqCst);
-        let dir = PathBuf::from(format!("/tmp/{DIR_PREFIX}{}-{key}", std::process::id()));
+        let inner_dir = PathBuf::from(format!("/tmp/{DIR_PREFIX}{}-{key}", std::process::id()));
+        let dir = match flavor {
+            Flavor::MariaDb => inner_dir.clone(),
+            Flavor::MySql => mysql_root().join(inner_dir.strip_prefix("/").unwrap_or(&inner_dir)),
+        };
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         // Registered before anything can fail, so the directory is removed.
@@ -296,6 +549,8 @@ impl Server {
 
         let mut srv = Server {
             key,
+            flavor,
+            inner_dir,
             datadir: dir.join("data"),
             socket: dir.join("s.sock"),
             err_log: dir.join("error.log"),
@@ -320,10 +575,64 @@ impl Server {
             }
         }
         srv.create_admin();
+        let version: String = srv
+            .query::<String>("SELECT VERSION()")
+            .pop()
+            .unwrap_or_default();
+        eprintln_raw(&format!(
+            "test server: {} {version} (port {})",
+            flavor.name(),
+            srv.port
+        ));
         srv
     }
 
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    pub fn is_mysql(&self) -> bool {
+        self.flavor == Flavor::MySql
+    }
+
+    /// A path of this server's directory as the server process sees it.
+    fn inner(&self, host_path: &Path) -> String {
+        match host_path.strip_prefix(&self.dir) {
+            Ok(rel) => self.inner_dir.join(rel).display().to_string(),
+            Err(_) => host_path.display().to_string(),
+        }
+    }
+
     fn install_datadir(&self) {
+        match self.flavor {
+            Flavor::MariaDb => self.install_mariadb_datadir(),
+            Flavor::MySql => self.install_mysql_datadir(),
+        }
+    }
+
+    /// A copy of the initialised template (see [`mysql_template`]).
+    fn install_mysql_datadir(&self) {
+        let template = mysql_template();
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg("--reflink=auto")
+            .arg(template)
+            .arg(&self.datadir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run cp: {e}"));
+        if !out.status.success() {
+            panic!(
+                "copy {} -> {} failed: {}",
+                template.display(),
+                self.datadir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = fs::remove_file(self.datadir.join("auto.cnf"));
+    }
+
+    fn install_mariadb_datadir(&self) {
         let out = Command::new(install_db())
             // --no-defaults must come first; the innodb sizes must match the
             // ones the server runs with (small files: fast and light).
@@ -352,14 +661,14 @@ impl Server {
     }
 
     fn server_args(&self, opts: &ServerOpts) -> Vec<OsString> {
-        let d = |p: &Path| p.display().to_string();
+        let d = |p: &Path| self.inner(p);
         let mut args: Vec<String> = vec![
             "--no-defaults".into(),
-            // We run as root in CI; mariadbd refuses that without --user.
+            // We run as root in CI; the server refuses that without --user.
             "--user=root".into(),
             format!("--datadir={}", d(&self.datadir)),
             format!("--socket={}", d(&self.socket)),
-            format!("--pid-file={}", d(&self.dir.join("mariadbd.pid"))),
+            format!("--pid-file={}", d(&self.dir.join(PID_FILE))),
             format!("--log-error={}", d(&self.err_log)),
             format!("--tmpdir={}", d(&self.dir)),
             "--bind-address=127.0.0.1".into(),
@@ -378,7 +687,25 @@ impl Server {
             // Many servers at once can exhaust the kernel's aio/io_uring limits.
             "--innodb-use-native-aio=0".into(),
         ];
-        args.extend(INNODB_ARGS.iter().map(|s| s.to_string()));
+        match self.flavor {
+            Flavor::MariaDb => args.extend(INNODB_ARGS.iter().map(|s| s.to_string())),
+            Flavor::MySql => {
+                args.extend(MYSQL_INNODB_ARGS.iter().map(|s| s.to_string()));
+                args.extend(
+                    [
+                        // LOAD DATA / SELECT INTO OUTFILE anywhere, as MariaDB.
+                        "--secure-file-priv=",
+                        // No X Protocol listener on 33060: it would collide
+                        // between concurrent servers.
+                        "--mysqlx=OFF",
+                        // The default's events and binlog-expiry threads are not
+                        // needed, and keep the processlist like MariaDB's.
+                        "--event-scheduler=OFF",
+                    ]
+                    .map(String::from),
+                );
+            }
+        }
         if opts.log_bin {
             args.push("--log-bin=mysql-bin".into());
             args.push("--binlog-format=ROW".into());
@@ -396,13 +723,22 @@ impl Server {
         let log_start = fs::metadata(&self.err_log).map(|m| m.len()).unwrap_or(0);
         let _ = fs::remove_file(&self.socket);
         let args = self.args.clone();
-        let out_path = self.dir.join("mariadbd.out");
+        let flavor = self.flavor;
+        let out_path = self.dir.join("server.out");
         let child = spawn_from_parent_thread(Box::new(move || {
             let out = fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&out_path)?;
-            let mut cmd = Command::new(mariadbd());
+            let mut cmd = match flavor {
+                Flavor::MariaDb => Command::new(mariadbd()),
+                Flavor::MySql => {
+                    // chroot execs mysqld, so the child (and its pid) is mysqld.
+                    let mut c = Command::new("chroot");
+                    c.arg(mysql_root()).arg("/usr/sbin/mysqld");
+                    c
+                }
+            };
             cmd.args(&args)
                 .stdin(Stdio::null())
                 .stdout(out.try_clone()?)
@@ -419,7 +755,7 @@ impl Server {
             }
             cmd.spawn()
         }))
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", mariadbd().display()));
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", self.flavor.name()));
         let pid = child.id() as i32;
         lock(registry()).entry(self.key).and_modify(|l| l.pid = pid);
         *lock(&self.child) = Some(child);
@@ -432,7 +768,8 @@ impl Server {
             {
                 self.forget_child();
                 return Err(format!(
-                    "mariadbd on port {} exited during startup ({status}); error log:\n{}",
+                    "{} on port {} exited during startup ({status}); error log:\n{}",
+                    self.flavor.name(),
                     self.port,
                     self.log_since(log_start)
                 ));
@@ -443,7 +780,8 @@ impl Server {
             if Instant::now() > deadline {
                 self.kill9();
                 return Err(format!(
-                    "mariadbd on port {} did not accept connections within {:?}; error log:\n{}",
+                    "{} on port {} did not accept connections within {:?}; error log:\n{}",
+                    self.flavor.name(),
                     self.port,
                     START_TIMEOUT,
                     self.log_since(log_start)
@@ -752,38 +1090,71 @@ impl Server {
 
     /// Makes `self` a replica of `primary` (which needs `log_bin: true` and
     /// another `server_id`) and waits until both replication threads run.
+    /// MySQL 8.4+ dropped the MASTER/SLAVE statements: it gets `SHOW BINARY
+    /// LOG STATUS` / `CHANGE REPLICATION SOURCE` / `START REPLICA`, and the
+    /// replica fetches the primary's RSA key (`caching_sha2_password` over
+    /// plain TCP).
     pub fn start_replica_of(&self, primary: &Server) {
         primary.exec(&format!(
             "CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASS}'; \
              GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'"
         ));
-        let status: Vec<mysql::Row> = primary.query("SHOW MASTER STATUS");
+        let show = match primary.flavor {
+            Flavor::MariaDb => "SHOW MASTER STATUS",
+            Flavor::MySql => "SHOW BINARY LOG STATUS",
+        };
+        let status: Vec<mysql::Row> = primary.query(show);
         let row = status
             .first()
-            .expect("SHOW MASTER STATUS is empty: start the primary with log_bin: true");
+            .unwrap_or_else(|| panic!("{show} is empty: start the primary with log_bin: true"));
         let file: String = row.get(0).expect("binlog file");
         let pos: u64 = row.get(1).expect("binlog position");
-        self.exec(&format!(
-            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{REPL_USER}', \
-             MASTER_PASSWORD='{REPL_PASS}', MASTER_LOG_FILE='{file}', MASTER_LOG_POS={pos}, \
-             MASTER_CONNECT_RETRY=1; START SLAVE",
-            primary.port()
-        ));
+        let port = primary.port();
+        self.exec(&match self.flavor {
+            Flavor::MariaDb => format!(
+                "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={port}, \
+                 MASTER_USER='{REPL_USER}', MASTER_PASSWORD='{REPL_PASS}', \
+                 MASTER_LOG_FILE='{file}', MASTER_LOG_POS={pos}, MASTER_CONNECT_RETRY=1; \
+                 START SLAVE"
+            ),
+            Flavor::MySql => format!(
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT={port}, \
+                 SOURCE_USER='{REPL_USER}', SOURCE_PASSWORD='{REPL_PASS}', \
+                 SOURCE_LOG_FILE='{file}', SOURCE_LOG_POS={pos}, SOURCE_CONNECT_RETRY=1, \
+                 GET_SOURCE_PUBLIC_KEY=1; START REPLICA"
+            ),
+        });
         wait_until(
             Duration::from_secs(30),
             "replica IO and SQL threads to run",
-            || {
-                let rows: Vec<mysql::Row> = self.query("SHOW SLAVE STATUS");
-                rows.first().is_some_and(|r| {
-                    let col = |name: &str| {
-                        r.get_opt::<String, _>(name)
-                            .and_then(Result::ok)
-                            .unwrap_or_default()
-                    };
-                    col("Slave_IO_Running") == "Yes" && col("Slave_SQL_Running") == "Yes"
-                })
-            },
+            || self.replica_running() == Some((true, true)),
         );
+    }
+
+    /// The replica's `SHOW SLAVE STATUS` (MariaDB) / `SHOW REPLICA STATUS`
+    /// (MySQL) row, `None` when it is not a replica.
+    pub fn replica_status(&self) -> Option<mysql::Row> {
+        let sql = match self.flavor {
+            Flavor::MariaDb => "SHOW SLAVE STATUS",
+            Flavor::MySql => "SHOW REPLICA STATUS",
+        };
+        self.query::<mysql::Row>(sql).into_iter().next()
+    }
+
+    /// (IO thread running, SQL thread running), `None` when not a replica.
+    pub fn replica_running(&self) -> Option<(bool, bool)> {
+        let (io, sql) = match self.flavor {
+            Flavor::MariaDb => ("Slave_IO_Running", "Slave_SQL_Running"),
+            Flavor::MySql => ("Replica_IO_Running", "Replica_SQL_Running"),
+        };
+        self.replica_status().map(|r| {
+            let col = |name: &str| {
+                r.get_opt::<String, _>(name)
+                    .and_then(Result::ok)
+                    .unwrap_or_default()
+            };
+            (col(io) == "Yes", col(sql) == "Yes")
+        })
     }
 }
 
