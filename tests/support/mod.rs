@@ -574,11 +574,7 @@ impl Server {
                 Err(e) => panic!("{e}"),
             }
         }
-        srv.create_admin();
-        let version: String = srv
-            .query::<String>("SELECT VERSION()")
-            .pop()
-            .unwrap_or_default();
+        let version = srv.create_admin();
         eprintln_raw(&format!(
             "test server: {} {version} (port {})",
             flavor.name(),
@@ -818,7 +814,9 @@ impl Server {
         Conn::new(opts)
     }
 
-    fn create_admin(&self) {
+    /// Creates the admin account; returns `VERSION()`. On the bootstrap
+    /// connection, so no other connection counts against max_connections.
+    fn create_admin(&self) -> String {
         let mut c = self.root_socket_conn().expect("root over the socket");
         for sql in [
             format!("CREATE USER '{ADMIN_USER}'@'%' IDENTIFIED BY '{ADMIN_PASS}'"),
@@ -826,6 +824,10 @@ impl Server {
         ] {
             c.query_drop(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
+        c.query_first::<String, _>("SELECT VERSION()")
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     fn forget_child(&self) {
