@@ -22,10 +22,11 @@
 //!   ciphertext, truncated to 96 bits (encrypt-then-MAC). With the right key
 //!   a failing tag means the stored text was altered: [`CryptoError::Tampered`].
 //!
-//! CMAC is built from the `aes` crate we already depend on, so no hash crate
-//! is needed. The encryption key, MAC key and key id are derived from the
-//! 32-byte master key by encrypting distinct constant blocks with it (AES as
-//! a PRF), so the same key bytes are never used for two purposes.
+//! CMAC comes from RustCrypto's `cmac` over the `aes` crate, comparisons from
+//! `subtle`, wiping from `zeroize`; this file only fixes the format. The
+//! encryption key, MAC key and key id are derived from the 32-byte master key
+//! by encrypting distinct constant blocks with it (AES as a PRF), so the same
+//! key bytes are never used for two purposes.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,9 @@ use aes::Aes256;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
+use cmac::{Cmac, Mac};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Prefix shared by every encrypted value, whatever its version.
 pub const ENC_PREFIX: &str = "enc:";
@@ -127,8 +131,16 @@ impl fmt::Display for KeySource {
 ///
 /// Debug shows only the key id, never the key; the bytes are wiped on drop
 /// (best effort: copies made by moves cannot be reached).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Key([u8; 32]);
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for Key {}
 
 impl Key {
     /// Wrap raw key bytes.
@@ -143,12 +155,13 @@ impl Key {
         if t.is_empty() {
             return Err(CryptoError::InvalidKey("key is empty".into()));
         }
-        if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if t.len() == 64 {
             let mut out = [0u8; 32];
-            for (i, pair) in t.as_bytes().chunks_exact(2).enumerate() {
-                out[i] = (hex_val(pair[0]) << 4) | hex_val(pair[1]);
+            if hex::decode_to_slice(t, &mut out).is_ok() {
+                return Ok(Key(out));
             }
-            return Ok(Key(out));
+            out.zeroize();
+            // 64 characters that are not all hex may still be base64.
         }
         // The reason names only lengths: echoing the text would leak a
         // mistyped (but nearly right) key into logs.
@@ -158,21 +171,18 @@ impl Key {
                 t.chars().count()
             )
         };
-        let mut bytes = b64()
-            .decode(t)
-            .map_err(|_| CryptoError::InvalidKey(shape()))?;
-        let res = if bytes.len() == 32 {
-            let mut out = [0u8; 32];
-            out.copy_from_slice(&bytes);
-            Ok(Key(out))
-        } else {
-            Err(CryptoError::InvalidKey(format!(
+        let bytes = Zeroizing::new(
+            b64()
+                .decode(t)
+                .map_err(|_| CryptoError::InvalidKey(shape()))?,
+        );
+        let out: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            CryptoError::InvalidKey(format!(
                 "base64 decodes to {} bytes, expected 32",
                 bytes.len()
-            )))
-        };
-        wipe(&mut bytes);
-        res
+            ))
+        })?;
+        Ok(Key(out))
     }
 
     /// A fresh random key.
@@ -198,14 +208,14 @@ impl Key {
     /// The key as 64 lowercase hex digits (to write a key file).
     #[must_use]
     pub fn to_hex(&self) -> String {
-        to_hex(&self.0)
+        hex::encode(self.0)
     }
 
     /// A short public identifier of the key (8 hex digits), stored in every
     /// value it encrypts. Safe to print; it does not reveal the key.
     #[must_use]
     pub fn id(&self) -> String {
-        to_hex(&self.keys().id)
+        hex::encode(self.keys().id)
     }
 
     fn keys(&self) -> DerivedKeys {
@@ -230,7 +240,7 @@ impl fmt::Debug for Key {
 
 impl Drop for Key {
     fn drop(&mut self) {
-        wipe(&mut self.0);
+        self.0.zeroize();
     }
 }
 
@@ -242,8 +252,8 @@ struct DerivedKeys {
 
 impl Drop for DerivedKeys {
     fn drop(&mut self) {
-        wipe(&mut self.enc);
-        wipe(&mut self.mac);
+        self.enc.zeroize();
+        self.mac.zeroize();
     }
 }
 
@@ -271,11 +281,10 @@ pub fn load_key(
     if let Some(msg) = key_file_warning(path, file_mode(&meta)) {
         log::warn!("{msg}");
     }
-    let mut text = std::fs::read_to_string(path).map_err(read_err)?;
-    let res = Key::parse(&text).map_err(|e| in_source(e, KeySource::File(path.to_path_buf())));
     // The file text is the key; do not leave it behind in freed memory.
-    wipe_string(&mut text);
-    Ok(Some((res?, KeySource::File(path.to_path_buf()))))
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(read_err)?);
+    let key = Key::parse(&text).map_err(|e| in_source(e, KeySource::File(path.to_path_buf())))?;
+    Ok(Some((key, KeySource::File(path.to_path_buf()))))
 }
 
 fn in_source(e: CryptoError, origin: KeySource) -> CryptoError {
@@ -345,7 +354,7 @@ fn encrypt_with_iv(key: &Key, plain: &str, iv: &[u8; IV_LEN]) -> String {
     let mut payload = Vec::with_capacity(IV_LEN + ct.len() + TRAILER_LEN);
     payload.extend_from_slice(iv);
     payload.extend_from_slice(&ct);
-    let tag = mac(&keys.mac, &payload);
+    let tag = mac(&keys.mac, &payload).finalize().into_bytes();
     payload.extend_from_slice(&keys.id);
     payload.extend_from_slice(&tag[..TAG_LEN]);
     format!("{ENC_PREFIX}{VERSION}:{}", b64().encode(&payload))
@@ -357,7 +366,7 @@ fn encrypt_with_iv(key: &Key, plain: &str, iv: &[u8; IV_LEN]) -> String {
 pub fn encrypted_key_id(value: &str) -> Option<String> {
     let payload = split_v1(value).ok()?;
     let end = payload.len() - TAG_LEN;
-    Some(to_hex(&payload[end - KEY_ID_LEN..end]))
+    Some(hex::encode(&payload[end - KEY_ID_LEN..end]))
 }
 
 /// Decrypt an `enc:v1:...` value.
@@ -370,33 +379,28 @@ pub fn decrypt(key: &Key, value: &str) -> Result<String, CryptoError> {
     let keys = key.keys();
     let tag_at = payload.len() - TAG_LEN;
     let id_at = tag_at - KEY_ID_LEN;
-    if !ct_eq(&payload[id_at..tag_at], &keys.id) {
+    if !bool::from(payload[id_at..tag_at].ct_eq(&keys.id)) {
         return Err(CryptoError::WrongKey);
     }
-    let expected = mac(&keys.mac, &payload[..id_at]);
-    if !ct_eq(&payload[tag_at..], &expected[..TAG_LEN]) {
-        return Err(CryptoError::Tampered);
-    }
+    // Constant-time check of the leftmost TAG_LEN bytes, so the tag cannot
+    // be guessed byte by byte.
+    mac(&keys.mac, &payload[..id_at])
+        .verify_truncated_left(&payload[tag_at..])
+        .map_err(|_| CryptoError::Tampered)?;
     let iv = &payload[..IV_LEN];
     let ct = &payload[IV_LEN..id_at];
-    let mut plain = cbc::Decryptor::<Aes256>::new(
-        GenericArray::from_slice(&keys.enc),
-        GenericArray::from_slice(iv),
-    )
-    .decrypt_padded_vec_mut::<Pkcs7>(ct)
-    // Unreachable with an authentic tag unless the writer was broken.
-    .map_err(|_| CryptoError::Corrupt("bad padding after decryption".into()))?;
-    match std::str::from_utf8(&plain) {
-        Ok(s) => {
-            let out = s.to_owned();
-            wipe(&mut plain);
-            Ok(out)
-        }
-        Err(_) => {
-            wipe(&mut plain);
-            Err(CryptoError::NotUtf8)
-        }
-    }
+    let plain = Zeroizing::new(
+        cbc::Decryptor::<Aes256>::new(
+            GenericArray::from_slice(&keys.enc),
+            GenericArray::from_slice(iv),
+        )
+        .decrypt_padded_vec_mut::<Pkcs7>(ct)
+        // Unreachable with an authentic tag unless the writer was broken.
+        .map_err(|_| CryptoError::Corrupt("bad padding after decryption".into()))?,
+    );
+    std::str::from_utf8(&plain)
+        .map(str::to_owned)
+        .map_err(|_| CryptoError::NotUtf8)
 }
 
 /// Check prefix and version, decode base64 and check the length. The
@@ -485,7 +489,7 @@ impl fmt::Display for Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        wipe_string(&mut self.0);
+        self.0.zeroize();
     }
 }
 
@@ -510,110 +514,13 @@ fn prf(master: &Aes256, label: u8) -> [u8; 16] {
     b.into()
 }
 
-/// AES-256-CMAC (NIST SP 800-38B) of `MAC_LABEL || msg`.
-fn mac(mac_key: &[u8; 32], msg: &[u8]) -> [u8; 16] {
-    let mut data = Vec::with_capacity(MAC_LABEL.len() + msg.len());
-    data.extend_from_slice(MAC_LABEL);
-    data.extend_from_slice(msg);
-    cmac(mac_key, &data)
-}
-
-fn cmac(key: &[u8; 32], msg: &[u8]) -> [u8; 16] {
-    let cipher = Aes256::new(GenericArray::from_slice(key));
-    let mut l = GenericArray::from([0u8; 16]);
-    cipher.encrypt_block(&mut l);
-    let k1 = dbl(&l.into());
-    let k2 = dbl(&k1);
-
-    // The last block is always processed separately: a complete one is
-    // masked with K1, a partial (or empty message) one is 10*-padded and
-    // masked with K2. That is what makes CMAC safe for variable lengths.
-    let n_full_before_last = if msg.is_empty() {
-        0
-    } else {
-        (msg.len() - 1) / 16
-    };
-    let mut state = [0u8; 16];
-    for chunk in msg[..n_full_before_last * 16].chunks_exact(16) {
-        xor_into(&mut state, chunk);
-        encrypt_in_place(&cipher, &mut state);
-    }
-    let tail = &msg[n_full_before_last * 16..];
-    let mut last = [0u8; 16];
-    if tail.len() == 16 {
-        last.copy_from_slice(tail);
-        xor_into(&mut last, &k1);
-    } else {
-        last[..tail.len()].copy_from_slice(tail);
-        last[tail.len()] = 0x80;
-        xor_into(&mut last, &k2);
-    }
-    xor_into(&mut state, &last);
-    encrypt_in_place(&cipher, &mut state);
-    state
-}
-
-/// Doubling in GF(2^128), the CMAC subkey step.
-fn dbl(b: &[u8; 16]) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    let mut carry = 0u8;
-    for i in (0..16).rev() {
-        out[i] = (b[i] << 1) | carry;
-        carry = b[i] >> 7;
-    }
-    if carry == 1 {
-        out[15] ^= 0x87;
-    }
-    out
-}
-
-fn encrypt_in_place(cipher: &Aes256, block: &mut [u8; 16]) {
-    let mut b = GenericArray::from(*block);
-    cipher.encrypt_block(&mut b);
-    *block = b.into();
-}
-
-fn xor_into(dst: &mut [u8; 16], src: &[u8]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d ^= s;
-    }
-}
-
-/// Comparison whose time does not depend on where the first difference is,
-/// so the tag cannot be guessed byte by byte.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn hex_val(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        b'a'..=b'f' => c - b'a' + 10,
-        b'A'..=b'F' => c - b'A' + 10,
-        _ => 0, // callers check is_ascii_hexdigit first
-    }
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
-
-/// Overwrite secret bytes. `black_box` keeps the optimiser from dropping the
-/// writes as dead stores on memory that is about to be freed.
-fn wipe(bytes: &mut [u8]) {
-    bytes.fill(0);
-    std::hint::black_box(&bytes);
-}
-
-fn wipe_string(s: &mut String) {
-    let mut bytes = std::mem::take(s).into_bytes();
-    wipe(&mut bytes);
+/// AES-256-CMAC (NIST SP 800-38B) over `MAC_LABEL || msg`, ready to
+/// finalize (encrypt) or verify (decrypt).
+fn mac(mac_key: &[u8; 32], msg: &[u8]) -> Cmac<Aes256> {
+    let mut m = <Cmac<Aes256> as KeyInit>::new(GenericArray::from_slice(mac_key));
+    m.update(MAC_LABEL);
+    m.update(msg);
+    m
 }
 
 #[cfg(test)]
@@ -633,33 +540,121 @@ mod tests {
         format!("enc:v1:{}", b64().encode(payload))
     }
 
-    fn from_hex(s: &str) -> Vec<u8> {
-        s.as_bytes()
-            .chunks(2)
-            .map(|p| (hex_val(p[0]) << 4) | hex_val(p[1]))
-            .collect()
+    /// Plain AES-256-CMAC, without our label.
+    fn cmac_hex(key: &[u8], msg: &[u8]) -> String {
+        let mut m = <Cmac<Aes256> as KeyInit>::new_from_slice(key).expect("32-byte key");
+        m.update(msg);
+        hex::encode(m.finalize().into_bytes())
     }
 
     #[test]
     fn cmac_matches_nist_sp800_38b_aes256_vectors() {
-        let k: [u8; 32] =
-            from_hex("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")
-                .try_into()
-                .expect("32 bytes");
-        let m = from_hex(
+        // Guards the choice of AES-256 (not 128) under the crate's CMAC.
+        let k = hex::decode("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")
+            .expect("hex");
+        let m = hex::decode(
             "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51\
              30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710",
-        );
-        assert_eq!(to_hex(&cmac(&k, &[])), "028962f61b7bf89efc6b551f4667d983");
+        )
+        .expect("hex");
+        assert_eq!(cmac_hex(&k, &[]), "028962f61b7bf89efc6b551f4667d983");
+        assert_eq!(cmac_hex(&k, &m[..16]), "28a7023f452e8f82bd4bf28d8c37c35c");
+        assert_eq!(cmac_hex(&k, &m[..40]), "aaf3d8f1de5640c232f5b169b9c911e6");
+        assert_eq!(cmac_hex(&k, &m), "e1992190549f6ed5696a2c056c315410");
+    }
+
+    /// Values written by the hand-rolled AES-CMAC this file used before it
+    /// moved to the `cmac` crate (commit c5821a0, `encrypt` with random IVs). Operators' ini files hold such values: they must keep decrypting.
+    /// (key text, key id, [(plaintext, value)]); `Plain::Long` is `long_password()`.
+    type Fixture = (&'static str, &'static str, &'static [(Plain, &'static str)]);
+    const OLD_VALUES: &[Fixture] = &[
+        (
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+            "12206ba9",
+            &[
+                (Plain::Is(""), "enc:v1:s7OaR8DSnKrt+ogl+9PjIksmAYn4g/DdO0FqIeT+X98SIGup41AkVSWF1RWXygEO"),
+                (Plain::Is("hunter2"), "enc:v1:GuyRd8G7M86zvOGvisjSDuyAMzB42syrzk8T6fUkg4wSIGup85r7B7//XWgWx/Tm"),
+                (Plain::Is("exactly16bytes!!"), "enc:v1:9POqXriATKRtd3RVq7+1jtemry64gPh1PRYUovs120IIGQLGdxsEg7eaDnJCEy45EiBrqVAWjGVj9HqvxOmxPQ=="),
+                (Plain::Is("pässwörd 密码 🔑"), "enc:v1:bmGh+5ZJ5MMRId1DlWxJbxWTPzFq/LozCWFCbLAHhDDSgZz9+mtysTxYx9atm0CyEiBrqS3iaL+eAio9qMSu4g=="),
+                (Plain::Long, "enc:v1:iU7lMrzt/ITPpiH4S3KhIuEfldI2VrFbP2IsGmnuFfvy96qVgyGvvUsZMUck9ghLCLQmG8lQa1nO3gTmy+gYB8kAlZ5yz8TNGPmd/qo6q3TTKvIcPgZhemmjjBHbPtCS4q1jgcLPTZQ2OgQafxGMdwlgSyl+rIXvoO+Ch+gJVeUYyvMAjV+bLU+MUeRLgfraMrFWC1ilgJ1SEiYh+vK69b1Jgb7M61XTNgVl8QkTTsmmD8UHOkHP0hn66G5l8R4PDpCdIUP4/OXyyJYwCXGVkDlLMPjeBePxqzv9AaCXaiTxpov56mtJtEuavH3fVUQ8HLiiEGBHAxoCTObk6yxAH/mbYpqwliJchH/ymOc4aSkD9a26kUyJDl0TP6lJ5d70qiYz+2PuvY8l6b2+vZyAGFlrRkt9UrI/PlBVhkJTR3jURGeeoFfai7vtg6p8YH0olOX4teAdEZgtJzqXpXrluAQoAkqCQIQviotbwbngaG9TyZAbZu/+VRotzX4FeL7YTqHOKa+Aq7bL8x4gJtAfMxPXXyc4+kaXORXcuvNx3TifN/AXwwj3VT2cXZ/Mgo7/ENRdMlzk/6t7T2ydQ9HmeZRkqIzfxN1u3/1P2Vgo9giwWKhnPzZeGDkDsI5eb/jvwgO8GnqnEfoLcOUj0q3YIm4JDFj2i+1ED6cLe02mZbuO48vRc4vIH59EZH0mUh71ui0mfzdNjAqvMeuYS5/ccb4hvqM+igEI6+veVREw+2aATghlJJuVIPoibuWrnmHuj4RGOF0ccbtIq7OEZE7rQzKBVSd86I0wzcC1RZCudvpFTWL8hJ2oS9hYeU7ZK2k3EiBrqRP4TKmhIz9BRIACEA=="),
+            ],
+        ),
+        (
+            "ee3c8a40524397866134fecc78bfff7ec008730af0c05999994f6014b4548be1",
+            "5fb2f1f5",
+            &[
+                (Plain::Is(""), "enc:v1:yhqGpw3QCTNYUvecRSDpdtSja62W1zLnZ35bgUvAtwlfsvH17c24F3EA3HwzZvpc"),
+                (Plain::Is("hunter2"), "enc:v1:1TVdBRg4wBTzqFkL0sf5IYKCESWXfqEtfkCr/LmZuf5fsvH1fboCx+qPY/8Mp/2m"),
+                (Plain::Is("exactly16bytes!!"), "enc:v1:0WsGHlQgzKXyJr4gl8Z8zxZC9f/vmUC5kQCg80HVOEfkwdYhNTfrIGanr8PAnbJuX7Lx9f5V2TSaK07jPTbabQ=="),
+                (Plain::Is("pässwörd 密码 🔑"), "enc:v1:EGKWcft1lPGtEqBQo3AxQIRrIBc+UNEn6VQDDsQnPVpWdzwN1qbnvecAzgD8ukKoX7Lx9R919YHmDVeorv1A0w=="),
+                (Plain::Long, "enc:v1:6MSXwGknbZdrfBLG56Nb+xlikncx0nokvRGTheAclM8yIUrpHntshzZpI8xZg7yGIasf+1iVSLgwwegvJ556qFJSydyFG7ZexQvqB8sF622KbY2NbgqG5k2iuRYscz5m09CJAofl7qRphEa/oj9UJGSslxxaTqPnMRQX4pf/Rue87t0s5Z1J/quSExR/XvV2p2pJsJSRJn7dwKVmJwvkDJpbpBOiP1gPWJ+LXxiSY9CYo2j3HTzTIybqECuv1XlznqU1+47wzw2v7exC3lGNbP3XQjyDnk/UHKkeajgXLJ1NvG9eOQj9bfWdD5UZ7djnl9y+1wvIfPuY9T4ekoDdG+inTKBxy1+HbCPUZHsPhWiw6jhVYTY4VEmC1miP3tR442eMK/i5d+hU/v0btSzpzCjAVY9iyqwzIVeMPEWuwWoQ22DvbxJ0vEkxcDj3+8XEwv3GGCM4cBd270UD+hJc19EmRnL1Ku18NkEnxy1vnMGuZlg4qxMTEJydaZo1bMKPXeAGI9gHCw7d4DofZDwIdvaDMoRnfairX5bu/51+8ne2Y4K7HPEGNPBTdw1uFuCzF0C8+noA/IECbF8tR9t421ggqEIEez1ciGZxpS3CusanMXeL5/VCxLF0r6PWu+ALeE87NJwc3G0E2GCK5il31HXOOWHjDWyN7KIElI1fc4nn6Xp+AW8PF+ZMVQZhHbRHc0nzVuBpj3NJkCh1/uXLqoaOKmkciUnaJyWRImHBRusKYCpZwm3Q/woTa2+QNZWqlc/fSbZfb9t8jU6DbTLhXROMHTEiPx+2YWjFBYK6k51ER7q+6KZNYsNFFwcPRUdgX7Lx9RP75TzzgvS41ecQpA=="),
+            ],
+        ),
+        (
+            "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=",
+            "3b7ed818",
+            &[
+                (Plain::Is(""), "enc:v1:5kIdc18m0xYMrSNcq8da/TY7yBjuAJsv36RmApJSyTo7ftgYT3OUSce+VYHMKpmh"),
+                (Plain::Is("hunter2"), "enc:v1:yP0xk69GtGRnRhuzC4lcL++g5IkYB1U8R5vA/6kfz5Q7ftgYDL0yvexsiLA3tVlC"),
+                (Plain::Is("exactly16bytes!!"), "enc:v1:69qIC5bJ5QJxq8PT4k8HUGg2mzUIMzvaJ0mFaMgHhQPiRGbj9qk9dRCIcnnHx6J7O37YGLniQfW6ttKbCPeB+Q=="),
+                (Plain::Is("pässwörd 密码 🔑"), "enc:v1:BhdCEIgUPQxWUvvJOR2pY5URP7TaERaN0tm8NwjtbTblLn0wC+WZQdqbqJFZq7WoO37YGJyPOOgAa07gbsjU3g=="),
+                (Plain::Long, "enc:v1:Z/3fN7nWqkBXeV4Hb5NwglajAtclNrfidnUg42P5rWdhpCEzCBE7aLTaOmOaWxORzQuzIzFK19WjQm9GA8ez4pBzoZmVix66HxgLEzCvwAQ8xoFK9mwb8JxRuRJq9nW11G0pYu++lx0x0l3BFLRkTrcD8f0HTKiBJSXAHSQtP2Mu2t0h/Tgk+yt4KOnbtgn4FUUa/bwucUCV4HejTCS361uco1GMxDuHC9DNn2F9NXcrwpzWDX7TzlbZnNRdnsx/6NRXNtb0MyA+M9TvzqpyZBckNPv5ACQhtlrsR5F58PF0nEyMSLs9I8aJPiV/yulFaSF+Euc5PfDfK6sMCUO2ke49hOpFFsmOO1mfbFIs9V9dxB2iSzUAgXoi0FmbCqyuh6DvspJtNsN9nflxq4BTa3ko9PgSEg7z4GtRLSa/fRoKvukGx7FXou0JO+lmloWEUIo2Ipn1OB703rzti+OmZr1y1hKP2lO/8WuS31ZBa50O4KdwBgrpYg3nY7KE82nBNMyEgAscD2KVdCjYc4C0lUUe+wlTtNq0wXa0m9R1yI7ej8ZCqNMrCCN3+SAsyO1Qn104ONMWmjc0Xhd+n3b9TTd7fhRhdx1YHLMcnR7z3QsD2CPSdCMWktofyWmEiXfaw+TjSrCmFlTep3FZsVxUxp6GkyNFAeF/EPu9QPMbHa9fIwq1gSZ1M00fZJBmykn49W/HK5YLnh3kATfP2iD54D9P3SPEkjlUzagECfzJJ5LWId4u6OtqlmBP+jEAq+XXkDToz4TW+NtDgV1SKVk7jVIBBq64TXXiZTCRFlVjq2JRXz1SpBy/xLBZ5BVtL53aO37YGFbSB4U9iVO7MndYeQ=="),
+            ],
+        ),
+    ];
+
+    #[derive(Clone, Copy)]
+    enum Plain {
+        Is(&'static str),
+        Long,
+    }
+
+    /// The long fixture password: 760 bytes with the ini's special characters.
+    fn long_password() -> String {
+        (0..40).map(|i| format!("Long-{i:02}-;#=:\"' ")).collect()
+    }
+
+    #[test]
+    fn values_written_by_the_old_code_still_decrypt() {
+        let mut n = 0;
+        for (key_text, id, values) in OLD_VALUES {
+            let k = Key::parse(key_text).expect("fixture key");
+            assert_eq!(&k.id(), id, "key id derivation changed");
+            for (plain, value) in *values {
+                let want = match plain {
+                    Plain::Is(s) => s.to_string(),
+                    Plain::Long => long_password(),
+                };
+                assert_eq!(decrypt(&k, value).expect("old value decrypts"), want);
+                assert_eq!(encrypted_key_id(value).as_deref(), Some(*id));
+                n += 1;
+            }
+        }
+        assert_eq!(n, 15);
+    }
+
+    #[test]
+    fn old_values_keep_their_error_messages() {
+        let (key_a, _, values) = OLD_VALUES[0];
+        let (key_b, _, _) = OLD_VALUES[1];
+        let value = values[1].1;
+        let a = Key::parse(key_a).expect("key");
+        let b = Key::parse(key_b).expect("key");
         assert_eq!(
-            to_hex(&cmac(&k, &m[..16])),
-            "28a7023f452e8f82bd4bf28d8c37c35c"
+            decrypt(&b, value).expect_err("other key").to_string(),
+            "wrong key: this value was encrypted with a different key (check MYSQK_KEY / key_file)"
         );
+        let mut p = payload_of(value);
+        p[IV_LEN] ^= 0x40;
         assert_eq!(
-            to_hex(&cmac(&k, &m[..40])),
-            "aaf3d8f1de5640c232f5b169b9c911e6"
+            decrypt(&a, &value_of(&p)).expect_err("edited").to_string(),
+            "encrypted value was modified after encryption (authentication failed); \
+             re-run `mysqk encrypt-password`"
         );
-        assert_eq!(to_hex(&cmac(&k, &m)), "e1992190549f6ed5696a2c056c315410");
+        // A new value under the same key decrypts with the old ones: the
+        // format did not move.
+        let fresh = encrypt(&a, "hunter2");
+        assert_eq!(encrypted_key_id(&fresh), encrypted_key_id(value));
     }
 
     #[test]
@@ -716,7 +711,7 @@ mod tests {
         let p = payload_of(&enc);
         assert_eq!(p.len(), 16 + 16 + 4 + 12);
         assert_eq!(&p[..16], &iv);
-        assert_eq!(to_hex(&p[32..36]), k.id());
+        assert_eq!(hex::encode(&p[32..36]), k.id());
         assert_eq!(encrypted_key_id(&enc), Some(k.id()));
         // Deterministic for a fixed IV: guards the format against silent change.
         assert_eq!(enc, encrypt_with_iv(&k, "abc", &iv));
@@ -846,7 +841,7 @@ mod tests {
         .encrypt_padded_vec_mut::<Pkcs7>(&[0xff, 0xfe, b'a']);
         let mut p = iv.to_vec();
         p.extend_from_slice(&ct);
-        let tag = mac(&keys.mac, &p);
+        let tag = mac(&keys.mac, &p).finalize().into_bytes();
         p.extend_from_slice(&keys.id);
         p.extend_from_slice(&tag[..TAG_LEN]);
         assert!(matches!(
