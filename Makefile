@@ -5,7 +5,7 @@ CARGO ?= cargo
 # so more test threads than cores shortens the run.
 TEST_THREADS ?= 4
 
-.PHONY: deps test lint demo bench
+.PHONY: deps test lint demo bench deb
 
 # Test binaries run on MySQL so far (issue 10: grows to the whole suite).
 MYSQL_TESTS ?= --test support_selftest --test kill_cli --test kill_many --test mail --test match_cli --test pileup
@@ -25,6 +25,11 @@ test: deps
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+## deb: target/debian/mysqk_<version>_<arch>.deb (release build; dpkg-deb):
+##      binary, man pages, completions, systemd unit, docs, empty /etc/mysqk
+deb:
+	@.ci/deb.sh
 
 ## demo: throwaway MariaDB + connection storm + one `mysqk kill` pass
 demo: deps

@@ -64,6 +64,16 @@ pub enum Command {
     /// Foreground daemon: watch every [db_info] instance, reload the config when
     /// it changes, until SIGINT/SIGTERM (then a clean stop, exit 0).
     Watch(WatchArgs),
+    /// Write the man pages and bash/zsh/fish completions under DIR (`make deb`).
+    #[command(hide = true)]
+    GenAssets(GenAssetsArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GenAssetsArgs {
+    /// Output directory (man/ and completions/ are created in it)
+    #[arg(long = "out", value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -313,6 +323,15 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
         }
         Command::EncryptPassword => encrypt_password(cli),
         Command::GenKey(args) => gen_key(args),
+        Command::GenAssets(args) => {
+            let files = crate::cli::assets::write(&args.out).map_err(|e| {
+                CliError::Runtime(format!("cannot write under {}: {e}", args.out.display()))
+            })?;
+            for f in files {
+                println!("{}", f.display());
+            }
+            Ok(0)
+        }
         Command::Doctor(args) => {
             let cfg = load_config(cli)?;
             let instances = select_instances(&cfg, &args.db)?;

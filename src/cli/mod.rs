@@ -2,6 +2,7 @@
 //! offline matching of saved processlist dumps. The outermost shell: may use
 //! every other folder, and nothing uses it but `main`.
 
+pub mod assets;
 mod commands;
 pub mod doctor;
 pub mod dump;
