@@ -10,8 +10,9 @@ TEST_THREADS ?= 4
 # Test binaries run on MySQL so far (issue 10: grows to the whole suite).
 MYSQL_TESTS ?= --test support_selftest --test kill_cli --test kill_many --test mail --test match_cli --test pileup
 
-## deps: install mariadb-server and mmdebstrap if missing (apt as root) and
-##       build the Debian sid root with MySQL 9.7; the test SMTP server is Rust
+## deps: install mariadb-server, mmdebstrap and python3-aiosmtpd (the test
+##       SMTP server) if missing (apt as root) and build the Debian sid root
+##       with MySQL 9.7
 deps:
 	@.ci/deps.sh
 

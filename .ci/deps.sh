@@ -8,7 +8,9 @@
 #     tests/support (MYSQK_TEST_SERVER=mysql). tests/support builds the root
 #     itself when it is missing; building it here keeps that ~30 s (and its
 #     network use) out of the first test binary.
-# The mail tests need no package: their SMTP server is tests/support/smtp.rs.
+#   - python3-aiosmtpd: the mail tests' SMTP server (plain, STARTTLS, TLS),
+#     run under Debian's /usr/bin/python3 by tests/support/smtp.rs. Its test
+#     CA and certificates are made in Rust (rcgen), so no openssl is needed.
 set -euo pipefail
 
 MYSQL_ROOT=${MYSQK_TEST_MYSQL_ROOT:-/var/cache/mysqk-test/mysql-sid-root}
@@ -21,6 +23,7 @@ have_mariadb() {
 missing=()
 have_mariadb || missing+=(mariadb-server)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
@@ -58,3 +61,4 @@ fi
 
 echo "deps: ok ($(/usr/sbin/mariadbd --version 2>/dev/null || mariadbd --version))"
 echo "deps: ok ($(chroot "$MYSQL_ROOT" /usr/sbin/mysqld --version))"
+echo "deps: ok (aiosmtpd $(/usr/bin/python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)'))"

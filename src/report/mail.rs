@@ -28,7 +28,7 @@ use chrono::{DateTime, Local};
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{SmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Message;
 
@@ -69,6 +69,12 @@ pub enum MailError {
     NoStartTls { server: String },
     #[error("{server}: no answer within {} s (timeout)", .after.as_secs())]
     Timeout { server: String, after: Duration },
+    #[error("cannot use mail_ca_file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+    /// The TLS handshake failed on the server's certificate; `problem` says
+    /// why in the operator's terms (see [`certificate_problem`]).
+    #[error("{server}: TLS certificate not accepted: {problem}")]
+    Certificate { server: String, problem: String },
     #[error("{server}: {error}")]
     Smtp {
         server: String,
@@ -620,13 +626,21 @@ impl Mailer {
             _ => 25,
         });
         let server = format!("{host}:{port}");
-        let smtp = |error| smtp_error(&server, timeout, error);
+        let ca_file = self.cfg.ca_file.clone();
+        let peer = Peer {
+            server: &server,
+            host: &host,
+            ca_file: ca_file.as_deref(),
+            timeout,
+        };
+        let smtp = |error| peer.error(error);
         let tls = match self.cfg.tls {
             MailTls::None => None,
-            // Opportunistic must not fail where plain would work.
-            MailTls::Opportunistic => TlsParameters::new(host.clone()).ok(),
-            MailTls::StartTls | MailTls::Tls => {
-                Some(TlsParameters::new(host.clone()).map_err(smtp)?)
+            // Opportunistic must not fail where plain would work; a broken
+            // mail_ca_file is still reported, as the operator asked for it.
+            MailTls::Opportunistic if ca_file.is_none() => tls_parameters(&peer).ok(),
+            MailTls::Opportunistic | MailTls::StartTls | MailTls::Tls => {
+                Some(tls_parameters(&peer)?)
             }
         };
         let wrapper = match self.cfg.tls {
@@ -646,7 +660,7 @@ impl Mailer {
             None,
         )
         .map_err(smtp)?;
-        let result = self.converse(&mut conn, &msg, tls.as_ref(), &server, timeout);
+        let result = self.converse(&mut conn, &msg, tls.as_ref(), &peer);
         match &result {
             Ok(()) => {
                 // The message is accepted once DATA is answered; a failing
@@ -663,10 +677,10 @@ impl Mailer {
         conn: &mut SmtpConnection,
         msg: &Message,
         tls: Option<&TlsParameters>,
-        server: &str,
-        timeout: Duration,
+        peer: &Peer,
     ) -> Result<(), MailError> {
-        let smtp = |error| smtp_error(server, timeout, error);
+        let server = peer.server;
+        let smtp = |error| peer.error(error);
         match (self.cfg.tls, tls) {
             (MailTls::StartTls, Some(p)) => {
                 if !conn.can_starttls() {
@@ -685,8 +699,13 @@ impl Mailer {
         if let (Some(user), Some(pass)) = (self.cfg.user.as_ref(), pass) {
             if !conn.is_encrypted() && !self.warned_plain_auth {
                 self.warned_plain_auth = true;
+                let why = if self.cfg.tls == MailTls::None {
+                    "mail_tls=none"
+                } else {
+                    "the server offers no STARTTLS"
+                };
                 log::warn!(
-                    "mail: logging in to {server} without TLS (the server offers no STARTTLS); \
+                    "mail: logging in to {server} without TLS ({why}); \
                      set mail_tls=starttls or mail_tls=tls to require encryption"
                 );
             }
@@ -699,33 +718,128 @@ impl Mailer {
     }
 }
 
-/// A socket timeout reads "os error 11" (EAGAIN) in lettre's text; say what
-/// it means.
-fn smtp_error(server: &str, timeout: Duration, error: lettre::transport::smtp::Error) -> MailError {
-    let mut source = std::error::Error::source(&error);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) {
-                return MailError::Timeout {
-                    server: server.to_string(),
-                    after: timeout,
-                };
+/// What an SMTP error message needs to say where and why it failed.
+struct Peer<'a> {
+    /// `host:port`, as the log names it.
+    server: &'a str,
+    /// The name the certificate must be valid for (`mail_host`).
+    host: &'a str,
+    ca_file: Option<&'a Path>,
+    timeout: Duration,
+}
+
+impl Peer<'_> {
+    /// A socket timeout reads "os error 11" (EAGAIN) in lettre's text, and a
+    /// refused certificate "invalid peer certificate: UnknownIssuer": say
+    /// what they mean.
+    fn error(&self, error: lettre::transport::smtp::Error) -> MailError {
+        let mut source = std::error::Error::source(&error);
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) {
+                    return MailError::Timeout {
+                        server: self.server.to_string(),
+                        after: self.timeout,
+                    };
+                }
+                // rustls reports a failed handshake as an io::Error around
+                // its own error; io::Error::source skips that, get_ref does not.
+                let tls = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+                if let Some(rustls::Error::InvalidCertificate(c)) = tls {
+                    return MailError::Certificate {
+                        server: self.server.to_string(),
+                        problem: certificate_problem(c, self.host, self.ca_file),
+                    };
+                }
             }
+            source = e.source();
         }
-        source = e.source();
+        MailError::Smtp {
+            server: self.server.to_string(),
+            error,
+        }
     }
-    MailError::Smtp {
-        server: server.to_string(),
-        error,
+}
+
+/// TLS settings for one connection: the built-in roots (lettre's default
+/// with `rustls-tls`: Mozilla's set from `webpki-roots`) plus the CAs in
+/// `mail_ca_file`, read at every connection so a renewed file is used
+/// without a reload. The certificate must also be valid for `mail_host`.
+fn tls_parameters(peer: &Peer) -> Result<TlsParameters, MailError> {
+    let mut builder = TlsParameters::builder(peer.host.to_string());
+    if let Some(path) = peer.ca_file {
+        let ca_err = |reason: String| MailError::CaFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+        let cert = Certificate::from_pem(&pem).map_err(|e| ca_err(e.to_string()))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| peer.error(e))
+}
+
+/// A refused server certificate in the operator's terms: which check failed
+/// and which setting would change it.
+fn certificate_problem(e: &rustls::CertificateError, host: &str, ca_file: Option<&Path>) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        C::UnknownIssuer => match ca_file {
+            None => "it is not signed by a CA mysqk trusts (the built-in Mozilla roots); \
+                     for a private CA set mail_ca_file to its PEM file"
+                .to_string(),
+            Some(p) => format!(
+                "it is not signed by a CA mysqk trusts (the built-in Mozilla roots and \
+                 mail_ca_file {}); check that mail_ca_file holds the CA that signed the \
+                 server's certificate",
+                p.display()
+            ),
+        },
+        C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+            "it is not valid for `{host}`; mail_host must be a name (or IP address) \
+             the certificate lists"
+        ),
+        C::Expired | C::ExpiredContext { .. } => "it has expired".to_string(),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "it is not valid yet (check this host's clock)".to_string()
+        }
+        other => format!("{other:?}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_certificates_name_the_check_and_the_setting() {
+        use rustls::CertificateError as C;
+        let ca = Path::new("/etc/mysqk/ca.pem");
+        let p = certificate_problem(&C::UnknownIssuer, "smtp.corp", None);
+        assert!(
+            p.contains("built-in Mozilla roots") && p.contains("set mail_ca_file"),
+            "{p}"
+        );
+        let p = certificate_problem(&C::UnknownIssuer, "smtp.corp", Some(ca));
+        assert!(p.contains("and mail_ca_file /etc/mysqk/ca.pem"), "{p}");
+        let p = certificate_problem(&C::NotValidForName, "smtp.corp", Some(ca));
+        assert!(
+            p.contains("not valid for `smtp.corp`") && p.contains("mail_host"),
+            "{p}"
+        );
+        assert_eq!(
+            certificate_problem(&C::Expired, "h", None),
+            "it has expired"
+        );
+        assert!(certificate_problem(&C::NotValidYet, "h", None).contains("clock"));
+        assert_eq!(
+            certificate_problem(&C::BadSignature, "h", None),
+            "BadSignature"
+        );
+    }
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)

@@ -24,7 +24,7 @@
 // Each test binary uses only part of this module.
 #![allow(dead_code)]
 
-/// A real SMTP server on 127.0.0.1 for the mail tests.
+/// A real SMTP server (aiosmtpd: plain, STARTTLS, TLS) on 127.0.0.1 for the mail tests.
 pub mod smtp;
 
 use mysql::prelude::*;

@@ -1,28 +1,33 @@
-//! A small but real SMTP server on 127.0.0.1 for the mail tests (SPEC 7:
-//! mail is tested against a real server, not a mock transport).
+//! A real SMTP server on 127.0.0.1 for the mail tests (SPEC 7: mail is
+//! tested against a real server, not a mock transport): Python's aiosmtpd
+//! (Debian python3-aiosmtpd), run by `smtp_server.py` next to this file.
 //!
-//! It speaks enough ESMTP for any client: EHLO/HELO, MAIL FROM, RCPT TO,
-//! DATA (with dot-unstuffing), RSET, NOOP, QUIT, VRFY and AUTH PLAIN/LOGIN
-//! (any credentials are accepted and recorded, so a test can check which
-//! password the client decrypted). STARTTLS is not offered. Each accepted
-//! message is kept in memory as [`Received`], with helpers that undo the
-//! MIME transfer encodings (quoted-printable, base64, RFC 2047 subjects).
+//! [`SmtpServer`] speaks plain SMTP, STARTTLS or implicit TLS ([`Listen`]) with a
+//! certificate from a [`TestCa`] made at test time. Any AUTH PLAIN/LOGIN is
+//! accepted and recorded, so a test can check which password the client
+//! decrypted. Each accepted message is a JSON file in the server's directory,
+//! read back as [`Received`]. [`Blackhole`] is the server that hangs.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
-use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 
-const HOSTNAME: &str = "mysqk-test-smtp";
-/// A client that goes quiet is dropped after this (keeps threads bounded).
-const IDLE: Duration = Duration::from_secs(60);
+/// Debian's interpreter, where python3-aiosmtpd is installed.
+const PYTHON: &str = "/usr/bin/python3";
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_server.py");
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One message as accepted by the server.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct Received {
     pub helo: String,
     /// Address of `MAIL FROM:<...>`.
@@ -31,20 +36,20 @@ pub struct Received {
     pub rcpt_to: Vec<String>,
     /// `(user, password)` from AUTH, if the client logged in.
     pub auth: Option<(String, String)>,
+    /// The TLS version the message came over (`TLSv1.3`), `None` = plain text.
+    pub tls: Option<String>,
     /// The DATA as received (CRLF line ends, dot-unstuffed).
     pub data: String,
+    /// Subject and body as Python's `email` package decodes them (RFC 2047,
+    /// quoted-printable, base64, charset undone; body with `\n` line ends).
+    subject: String,
+    body: String,
 }
 
 impl Received {
-    fn split(&self) -> (&str, &str) {
-        self.data
-            .split_once("\r\n\r\n")
-            .unwrap_or((self.data.as_str(), ""))
-    }
-
     /// A header's value, unfolded, not decoded. Case-insensitive name.
     pub fn header(&self, name: &str) -> Option<String> {
-        let (head, _) = self.split();
+        let head = self.data.split("\r\n\r\n").next().unwrap_or("");
         let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
         unfolded.split("\r\n").find_map(|line| {
             let (k, v) = line.split_once(':')?;
@@ -54,163 +59,186 @@ impl Received {
         })
     }
 
-    /// The Subject, RFC 2047 encoded words decoded.
+    /// The Subject, decoded.
     pub fn subject(&self) -> String {
-        decode_words(&self.header("Subject").unwrap_or_default())
+        self.subject.clone()
     }
 
     /// The body as text, its Content-Transfer-Encoding undone.
     pub fn body(&self) -> String {
-        let (_, body) = self.split();
-        let cte = self
-            .header("Content-Transfer-Encoding")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let bytes = match cte.as_str() {
-            "quoted-printable" => decode_qp(body),
-            "base64" => base64::engine::general_purpose::STANDARD
-                .decode(body.split_whitespace().collect::<String>())
-                .unwrap_or_else(|e| panic!("mail body is not valid base64: {e}\n{body}")),
-            _ => body.as_bytes().to_vec(),
-        };
-        String::from_utf8(bytes)
-            .unwrap_or_else(|e| panic!("mail body is not UTF-8: {e}"))
-            .replace("\r\n", "\n")
+        self.body.clone()
     }
 
     /// Headers and decoded body together, for searching.
     pub fn text(&self) -> String {
-        format!("{}\n{}\n{}", self.split().0, self.subject(), self.body())
+        let head = self.data.split("\r\n\r\n").next().unwrap_or("");
+        format!("{head}\n{}\n{}", self.subject, self.body)
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
+/// A certificate authority made for one test, and the server certificates
+/// it signs. Its files live in a temp dir as long as it does.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+    issuer: Issuer<'static, KeyPair>,
+    ca_file: PathBuf,
+    issued: std::cell::Cell<u32>,
 }
 
-/// Quoted-printable (RFC 2045): `=XX` bytes and `=` soft line breaks.
-pub fn decode_qp(s: &str) -> Vec<u8> {
-    let s = s.replace("=\r\n", "").replace("=\n", "");
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'=' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
+/// A server certificate and its key, PEM files.
+#[derive(Debug, Clone)]
+pub struct ServerCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("mysqk test CA {name}"));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().expect("CA key");
+        let cert = params.self_signed(&key).expect("self-sign the CA");
+        let dir = tempfile::tempdir().expect("temp dir for the CA");
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, cert.pem()).expect("write ca.pem");
+        TestCa {
+            dir,
+            issuer: Issuer::new(params, key),
+            ca_file,
+            issued: std::cell::Cell::new(0),
         }
-        out.push(b[i]);
-        i += 1;
     }
-    out
-}
 
-/// RFC 2047 `=?charset?B|Q?text?=` words (UTF-8 only); whitespace between
-/// two encoded words is dropped, as the RFC says.
-pub fn decode_words(s: &str) -> String {
-    let re = regex::Regex::new(r"(?i)=\?([^?]+)\?([bq])\?([^?]*)\?=").unwrap();
-    let mut out = String::new();
-    let mut last = 0;
-    let mut prev_encoded = false;
-    for m in re.captures_iter(s) {
-        let whole = m.get(0).unwrap();
-        let between = &s[last..whole.start()];
-        if !(prev_encoded && between.trim().is_empty()) {
-            out.push_str(between);
-        }
-        let text = &m[3];
-        let bytes = if m[2].eq_ignore_ascii_case("b") {
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .unwrap_or_else(|e| panic!("bad base64 word `{text}`: {e}"))
-        } else {
-            decode_qp(&text.replace('_', " "))
+    /// The CA certificate (PEM), what `mail_ca_file` points at.
+    pub fn ca_file(&self) -> &Path {
+        &self.ca_file
+    }
+
+    /// A server certificate valid for `names` (DNS names or IP addresses).
+    pub fn server_cert(&self, names: &[&str]) -> ServerCert {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone()).expect("server cert params");
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().expect("server key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign the server cert");
+        let n = self.issued.get() + 1;
+        self.issued.set(n);
+        let out = ServerCert {
+            cert: self.dir.path().join(format!("server{n}.pem")),
+            key: self.dir.path().join(format!("server{n}.key")),
         };
-        out.push_str(&String::from_utf8_lossy(&bytes));
-        last = whole.end();
-        prev_encoded = true;
+        std::fs::write(&out.cert, cert.pem()).expect("write the server cert");
+        std::fs::write(&out.key, key.serialize_pem()).expect("write the server key");
+        out
     }
-    out.push_str(&s[last..]);
-    out
 }
 
-struct Shared {
-    messages: Mutex<Vec<Received>>,
-    stop: AtomicBool,
-    /// Answer `451` to MAIL FROM (a server that is up but refusing).
-    refuse: AtomicBool,
-    /// Connections seen, including refused and aborted ones.
-    connections: Mutex<u64>,
+/// What the server offers on its port.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    /// No TLS at all (no STARTTLS in EHLO).
+    Plain,
+    /// STARTTLS offered, not required.
+    StartTls(ServerCert),
+    /// TLS from the first byte, as on port 465.
+    ImplicitTls(ServerCert),
 }
 
-/// The server; stops (its port then refuses connections) on `stop` or drop.
+/// The aiosmtpd process; stopped (its port then refuses connections) on
+/// `stop` or drop.
 pub struct SmtpServer {
     port: u16,
-    shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    tls: Listen,
+    dir: tempfile::TempDir,
+    child: Option<(Child, ChildStdin)>,
 }
 
 impl SmtpServer {
-    /// Listens on a free port of 127.0.0.1, below the ephemeral range (as
-    /// the database servers do), so that after `stop` no outgoing client
+    /// A plain server on a free port of 127.0.0.1, below the ephemeral range
+    /// (as the database servers do), so that after `stop` no outgoing client
     /// socket takes the port before [`SmtpServer::start_on`] reuses it.
     pub fn start() -> SmtpServer {
-        // A port found free can be taken before we bind it: retry.
+        SmtpServer::start_with(Listen::Plain)
+    }
+
+    /// Like [`SmtpServer::start`], offering STARTTLS or implicit TLS.
+    pub fn start_with(tls: Listen) -> SmtpServer {
+        // A port found free can be taken before the server binds it: retry.
+        let mut last = String::new();
         for _ in 0..5 {
-            if let Ok(l) = TcpListener::bind(("127.0.0.1", super::pick_free_port())) {
-                return SmtpServer::serve(l);
+            match SmtpServer::launch(super::pick_free_port(), tls.clone()) {
+                Ok(s) => return s,
+                Err(e) => last = e,
             }
         }
-        panic!("no free port for the test SMTP server");
+        panic!("cannot start the test SMTP server: {last}");
     }
 
-    /// Listens on `port` of 127.0.0.1, e.g. to bring a stopped server back
-    /// on its old address.
+    /// A plain server on `port` of 127.0.0.1, e.g. to bring a stopped server
+    /// back on its old address.
     pub fn start_on(port: u16) -> SmtpServer {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .unwrap_or_else(|e| panic!("bind the test SMTP server on port {port}: {e}"));
-        SmtpServer::serve(listener)
+        SmtpServer::launch(port, Listen::Plain)
+            .unwrap_or_else(|e| panic!("start the test SMTP server on port {port}: {e}"))
     }
 
-    fn serve(listener: TcpListener) -> SmtpServer {
-        let port = listener.local_addr().expect("local addr").port();
-        let shared = Arc::new(Shared {
-            messages: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
-            refuse: AtomicBool::new(false),
-            connections: Mutex::new(0),
+    fn launch(port: u16, tls: Listen) -> Result<SmtpServer, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let log = std::fs::File::create(dir.path().join("server.log"))
+            .map_err(|e| format!("server.log: {e}"))?;
+        let mut cmd = Command::new(PYTHON);
+        cmd.arg(SCRIPT).arg(dir.path()).arg(port.to_string());
+        match &tls {
+            Listen::Plain => cmd.arg("plain"),
+            Listen::StartTls(c) => cmd.arg("starttls").arg(&c.cert).arg(&c.key),
+            Listen::ImplicitTls(c) => cmd.arg("tls").arg(&c.cert).arg(&c.key),
+        };
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        // The server also exits when its stdin closes (the test process is
+        // gone, however it died); PDEATHSIG covers the spawning thread.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| format!("spawn {PYTHON}: {e}"))?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
         });
-        let s = shared.clone();
-        let accept = thread::Builder::new()
-            .name(format!("smtp-{port}"))
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if s.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    *lock(&s.connections) += 1;
-                    let s = s.clone();
-                    let _ = thread::Builder::new()
-                        .name(format!("smtp-{port}-conn"))
-                        .spawn(move || {
-                            let _ = session(stream, &s);
-                        });
-                }
-                // The listener is dropped here: the port refuses from now on.
-            })
-            .expect("spawn the SMTP accept thread");
-        SmtpServer {
+        let mut server = SmtpServer {
             port,
-            shared,
-            accept: Some(accept),
+            tls,
+            dir,
+            child: Some((child, stdin)),
+        };
+        match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(line) if line.trim() == format!("READY {port}") => Ok(server),
+            other => {
+                server.stop();
+                Err(format!(
+                    "no READY line ({other:?}); server log:\n{}",
+                    server.log()
+                ))
+            }
         }
     }
 
@@ -223,12 +251,40 @@ impl SmtpServer {
         format!("127.0.0.1:{}", self.port)
     }
 
-    pub fn messages(&self) -> Vec<Received> {
-        lock(&self.shared.messages).clone()
+    pub fn tls(&self) -> &Listen {
+        &self.tls
     }
 
+    /// What the server wrote to stderr (aiosmtpd logs errors there).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Messages accepted so far, in arrival order.
+    pub fn messages(&self) -> Vec<Received> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("messages"))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        // Files being written are hidden `.NNNNNN.json.tmp` until renamed.
+        files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        files.sort();
+        files
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(p)
+                    .unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+                serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("parse {}: {e}\n{text}", p.display()))
+            })
+            .collect()
+    }
+
+    /// Client sessions seen, including refused ones (with implicit TLS only
+    /// those whose handshake succeeded).
     pub fn connections(&self) -> u64 {
-        *lock(&self.shared.connections)
+        std::fs::read_to_string(self.dir.path().join("connections"))
+            .map(|t| t.lines().count() as u64)
+            .unwrap_or(0)
     }
 
     /// Waits until at least `n` messages arrived and returns them all.
@@ -241,16 +297,21 @@ impl SmtpServer {
 
     /// Up, but every MAIL FROM gets `451` (temporary failure).
     pub fn set_refuse(&self, refuse: bool) {
-        self.shared.refuse.store(refuse, Ordering::SeqCst);
+        let flag = self.dir.path().join("refuse");
+        if refuse {
+            std::fs::write(&flag, "").expect("create the refuse flag");
+        } else {
+            let _ = std::fs::remove_file(&flag);
+        }
     }
 
-    /// Stops accepting and closes the port. Idempotent.
+    /// Stops the server and waits until it is gone, so its port refuses
+    /// connections when this returns. Idempotent.
     pub fn stop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.accept.take() {
-            // Wake the blocking accept so the thread sees `stop`.
-            let _ = TcpStream::connect(("127.0.0.1", self.port));
-            let _ = h.join();
+        if let Some((mut child, stdin)) = self.child.take() {
+            drop(stdin);
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -280,162 +341,5 @@ impl Blackhole {
             "127.0.0.1:{}",
             self.listener.local_addr().expect("local addr").port()
         )
-    }
-}
-
-fn b64_text(s: &str) -> String {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .unwrap_or_default();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// One client connection, until QUIT, EOF or an idle timeout.
-fn session(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(IDLE))?;
-    stream.set_write_timeout(Some(IDLE))?;
-    let mut out = stream.try_clone()?;
-    let mut input = BufReader::new(stream);
-    reply(&mut out, &format!("220 {HOSTNAME} ESMTP ready"))?;
-    let mut helo = String::new();
-    let mut auth: Option<(String, String)> = None;
-    let mut tx: Option<Received> = None;
-    while let Some(line) = read_line(&mut input)? {
-        let upper = line.to_ascii_uppercase();
-        let verb = upper.split_whitespace().next().unwrap_or("").to_string();
-        let arg = line.get(verb.len()..).unwrap_or("").trim().to_string();
-        match verb.as_str() {
-            "EHLO" => {
-                helo = arg;
-                tx = None;
-                reply(&mut out, &format!("250-{HOSTNAME} greets {helo}"))?;
-                reply(&mut out, "250-8BITMIME")?;
-                reply(&mut out, "250-AUTH PLAIN LOGIN")?;
-                reply(&mut out, "250 SIZE 10485760")?;
-            }
-            "HELO" => {
-                helo = arg;
-                tx = None;
-                reply(&mut out, &format!("250 {HOSTNAME}"))?;
-            }
-            "AUTH" => {
-                let mut parts = arg.split_whitespace();
-                let mech = parts.next().unwrap_or("").to_ascii_uppercase();
-                let initial = parts.next().map(str::to_string);
-                match mech.as_str() {
-                    "PLAIN" => {
-                        let resp = match initial {
-                            Some(r) => r,
-                            None => {
-                                reply(&mut out, "334 ")?;
-                                read_line(&mut input)?.unwrap_or_default()
-                            }
-                        };
-                        let decoded = b64_text(&resp);
-                        let mut f = decoded.split('\0');
-                        let _authzid = f.next();
-                        let user = f.next().unwrap_or("").to_string();
-                        let pass = f.next().unwrap_or("").to_string();
-                        auth = Some((user, pass));
-                        reply(&mut out, "235 2.7.0 Authentication successful")?;
-                    }
-                    "LOGIN" => {
-                        let user = match initial {
-                            Some(r) => b64_text(&r),
-                            None => {
-                                reply(&mut out, "334 VXNlcm5hbWU6")?;
-                                b64_text(&read_line(&mut input)?.unwrap_or_default())
-                            }
-                        };
-                        reply(&mut out, "334 UGFzc3dvcmQ6")?;
-                        let pass = b64_text(&read_line(&mut input)?.unwrap_or_default());
-                        auth = Some((user, pass));
-                        reply(&mut out, "235 2.7.0 Authentication successful")?;
-                    }
-                    _ => reply(&mut out, "504 5.5.4 mechanism not supported")?,
-                }
-            }
-            "MAIL" => {
-                if shared.refuse.load(Ordering::SeqCst) {
-                    reply(&mut out, "451 4.3.0 test server refuses mail for now")?;
-                    continue;
-                }
-                let from = angle(&arg);
-                tx = Some(Received {
-                    helo: helo.clone(),
-                    mail_from: from,
-                    auth: auth.clone(),
-                    ..Received::default()
-                });
-                reply(&mut out, "250 2.1.0 OK")?;
-            }
-            "RCPT" => match tx.as_mut() {
-                Some(t) => {
-                    t.rcpt_to.push(angle(&arg));
-                    reply(&mut out, "250 2.1.5 OK")?;
-                }
-                None => reply(&mut out, "503 5.5.1 MAIL first")?,
-            },
-            "DATA" => {
-                let Some(mut t) = tx.take().filter(|t| !t.rcpt_to.is_empty()) else {
-                    reply(&mut out, "503 5.5.1 RCPT first")?;
-                    continue;
-                };
-                reply(&mut out, "354 end with <CRLF>.<CRLF>")?;
-                let mut data = String::new();
-                loop {
-                    let Some(l) = read_line(&mut input)? else {
-                        return Ok(());
-                    };
-                    if l == "." {
-                        break;
-                    }
-                    data.push_str(l.strip_prefix('.').unwrap_or(&l));
-                    data.push_str("\r\n");
-                }
-                t.data = data;
-                lock(&shared.messages).push(t);
-                reply(&mut out, "250 2.0.0 OK queued")?;
-            }
-            "RSET" => {
-                tx = None;
-                reply(&mut out, "250 2.0.0 OK")?;
-            }
-            "NOOP" => reply(&mut out, "250 2.0.0 OK")?,
-            "VRFY" => reply(&mut out, "252 2.1.5 cannot verify")?,
-            "QUIT" => {
-                reply(&mut out, &format!("221 2.0.0 {HOSTNAME} closing"))?;
-                let _ = out.shutdown(Shutdown::Both);
-                return Ok(());
-            }
-            _ => reply(&mut out, "502 5.5.2 command not implemented")?,
-        }
-    }
-    Ok(())
-}
-
-fn reply(out: &mut TcpStream, text: &str) -> std::io::Result<()> {
-    out.write_all(text.as_bytes())?;
-    out.write_all(b"\r\n")?;
-    out.flush()
-}
-
-fn read_line(input: &mut BufReader<TcpStream>) -> std::io::Result<Option<String>> {
-    let mut buf = Vec::new();
-    if input.read_until(b'\n', &mut buf)? == 0 {
-        return Ok(None);
-    }
-    let line = String::from_utf8_lossy(&buf).into_owned();
-    Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
-}
-
-/// `FROM:<a@b> SIZE=1` -> `a@b`.
-fn angle(arg: &str) -> String {
-    match (arg.find('<'), arg.find('>')) {
-        (Some(a), Some(b)) if a < b => arg[a + 1..b].to_string(),
-        _ => arg
-            .split_once(':')
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default(),
     }
 }
