@@ -269,6 +269,18 @@ fn init_logging(verbose: u8, daemon: bool) {
     // The driver logs connection details at debug; they are not ours to print.
     b.filter_module("mysql", log::LevelFilter::Warn);
     b.filter_module("mysql_common", log::LevelFilter::Warn);
+    // Messages quote server text (errors, names): one line, no control
+    // character, whatever the server sent.
+    b.format(|buf, record| {
+        writeln!(
+            buf,
+            "[{} {:<5} {}] {}",
+            buf.timestamp(),
+            record.level(),
+            record.target(),
+            crate::core::text::neutral(&record.args().to_string())
+        )
+    });
     if daemon {
         // `watch` learns [settings] log_file only after the logger exists.
         b.target(env_logger::Target::Pipe(Box::new(
@@ -305,7 +317,8 @@ pub fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("mysqk: {e}");
+            // Errors may quote the server (or a dump): no control character out.
+            eprintln!("mysqk: {}", crate::core::text::neutral(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }
@@ -336,7 +349,8 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
             let cfg = load_config(cli)?;
             let instances = select_instances(&cfg, &args.db)?;
             let (report, ok) = crate::cli::doctor::run(&cfg, &instances);
-            print!("{report}");
+            // The report quotes server errors and grants.
+            print!("{}", crate::core::text::framed(&report, ""));
             Ok(if ok { 0 } else { 1 })
         }
     }
@@ -469,7 +483,8 @@ fn match_dump(cli: &Cli, args: &MatchArgs) -> Result<u8, CliError> {
         return Ok(0);
     }
     if !victims.is_empty() {
-        let _ = write!(out, "{}", offline::table(&victims, &rules, 60));
+        let table = offline::table(&victims, &rules, 60);
+        let _ = write!(out, "{}", crate::core::text::framed(&table, ""));
     }
     let _ = writeln!(
         out,
@@ -633,7 +648,11 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
         match run.result {
             Err(e) => {
                 failed = true;
-                let msg = format!("{}: ERROR {}\n", run.dbid, e);
+                let msg = format!(
+                    "{}: ERROR {}\n",
+                    run.dbid,
+                    crate::core::text::neutral(&e.to_string())
+                );
                 human(&mut out, &mut stderr, msg);
                 log::error!("{e}");
             }
@@ -660,7 +679,13 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                     human(
                         &mut out,
                         &mut stderr,
-                        format!("{}: thread {} ({}): {text}\n", run.dbid, f.id, f.user),
+                        format!(
+                            "{}: thread {} ({}): {}\n",
+                            run.dbid,
+                            f.id,
+                            crate::core::text::neutral(&f.user),
+                            crate::core::text::neutral(&crate::core::redact::sql(&text))
+                        ),
                     );
                 }
                 failed |= run

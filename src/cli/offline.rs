@@ -12,6 +12,7 @@ use chrono::Local;
 use crate::cli::dump::{self, DumpError};
 use crate::core::matcher::{self, Rules, Scan, Victim};
 use crate::core::row::ProcRow;
+use crate::core::text::neutral;
 use crate::report::jsonl::ThreadRecord;
 use crate::report::output;
 use crate::server::killer::Action;
@@ -76,12 +77,12 @@ pub fn table(victims: &[Victim], rules: &Rules, info_width: usize) -> String {
             let r = &v.row;
             vec![
                 r.id.to_string(),
-                r.user.clone(),
-                r.host.clone(),
-                r.db.clone().unwrap_or_default(),
-                r.command.clone(),
+                neutral(&r.user),
+                neutral(&r.host),
+                neutral(r.db.as_deref().unwrap_or_default()),
+                neutral(&r.command),
                 r.time.to_string(),
-                r.state.clone().unwrap_or_default(),
+                neutral(r.state.as_deref().unwrap_or_default()),
                 crate::core::text::info_text(r, info_width),
                 v.reason_text(),
                 format!(

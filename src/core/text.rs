@@ -1,15 +1,103 @@
-//! Text as shown outside the server: one line, cut by characters (SQL may be
-//! Chinese), redacted, measured in terminal columns.
+//! Text as shown outside the server: the one neutralising function
+//! ([`neutral`]) every output passes server text through, one-line cuts by
+//! characters (SQL may be Chinese), redaction, terminal columns.
+//!
+//! Server text is attacker-controlled (a database named `\x1b[31m`, a
+//! statement carrying `\n== victims and actions ==`): it never reaches a
+//! terminal or a file with a control character in it, and multi-line server
+//! text is framed ([`framed`]) so no line of it can pass for mysqk's own.
+
+use std::fmt::Write;
 
 use crate::core::redact;
 use crate::core::row::ProcRow;
 
-/// Cut `s` to `max` characters (not bytes: SQL may be Chinese), one line.
+/// Characters that change how text is shown rather than what it says: C0
+/// (newline, tab, CR included), DEL, C1, and the Unicode line/paragraph
+/// separators and bidirectional overrides (which reorder what a reader sees).
+pub fn is_unsafe(c: char) -> bool {
+    matches!(u32::from(c),
+        0x00..=0x1F | 0x7F..=0x9F | 0x2028 | 0x2029 | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069)
+}
+
+/// `s` on one line with every [`is_unsafe`] character written as a visible
+/// escape (`\n`, `\t`, `\r`, `\e` for ESC, else `\xNN` / `\u{NNNN}`), so an
+/// ANSI sequence is shown, not obeyed. The one neutralising function: every
+/// output of server text goes through it (or through [`framed`]).
+pub fn neutral(s: &str) -> String {
+    if !s.chars().any(is_unsafe) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\x1b' => out.push_str("\\e"),
+            c if is_unsafe(c) && u32::from(c) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if is_unsafe(c) => {
+                let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Multi-line server text for a snapshot: every line [`neutral`] and behind
+/// `prefix`, so `== victims and actions ==` inside a statement reads
+/// `  | == victims and actions ==` and never as a section of mysqk's own.
+pub fn framed(s: &str, prefix: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 64);
+    for line in s.trim_end_matches('\n').split('\n') {
+        out.push_str(prefix);
+        out.push_str(&neutral(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// A value in a `key=value` log line: [`neutral`], and quoted (with `\"`,
+/// `\\`) when it is empty or holds a space, quote, `=` or backslash, so a
+/// user or host name with spaces cannot fake another field.
+pub fn log_value(s: &str) -> String {
+    let n = neutral(s);
+    if !n.is_empty()
+        && !n
+            .chars()
+            .any(|c| c == ' ' || c == '"' || c == '=' || c == '\\')
+    {
+        return n;
+    }
+    let mut out = String::with_capacity(n.len() + 2);
+    out.push('"');
+    for c in n.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Cut `s` to `max` characters (not bytes: SQL may be Chinese), one line:
+/// line breaks and tabs read as spaces, other unsafe characters as escapes.
 pub fn cut(s: &str, max: usize) -> String {
-    let flat: String = s
+    let spaced: String = s
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if matches!(c, '\n' | '\r' | '\t') {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
+    let flat = neutral(&spaced);
     if flat.chars().count() <= max {
         flat
     } else {
@@ -19,7 +107,8 @@ pub fn cut(s: &str, max: usize) -> String {
     }
 }
 
-/// The statement text as shown anywhere outside the server: redacted and cut.
+/// The statement text as shown anywhere outside the server: redacted, then
+/// neutralised and cut.
 pub fn info_text(row: &ProcRow, max: usize) -> String {
     row.info
         .as_deref()
@@ -62,5 +151,36 @@ mod tests {
     fn cut_counts_chars() {
         assert_eq!(cut("中文中文中文", 4), "中文中…");
         assert_eq!(cut("a\nb", 10), "a b");
+        assert_eq!(cut("a\x1b[31mb", 20), "a\\e[31mb");
+    }
+
+    #[test]
+    fn neutral_shows_what_would_be_obeyed() {
+        assert_eq!(
+            neutral("db\x1b[31m\x07\x7f\u{85}\u{202e}"),
+            "db\\e[31m\\x07\\x7f\\x85\\u{202e}"
+        );
+        assert_eq!(neutral("中文 ok"), "中文 ok");
+        assert_eq!(
+            framed("a\n== victims and actions ==\n", "  | "),
+            "  | a\n  | == victims and actions ==\n"
+        );
+        assert_eq!(log_value("app"), "app");
+        assert_eq!(log_value("a b"), "\"a b\"");
+        assert_eq!(log_value("x\" y=\\"), "\"x\\\" y=\\\\\"");
+        assert_eq!(log_value(""), "\"\"");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2_000, ..Default::default() })]
+        #[test]
+        fn neutral_leaves_no_control_character(s in "\\PC*|[\\x00-\\x{9f}\\x{2028}\\x{202e}a ]*") {
+            for out in [neutral(&s), cut(&s, 50), log_value(&s)] {
+                proptest::prop_assert!(!out.chars().any(is_unsafe), "{s:?} -> {out:?}");
+            }
+            let f = framed(&s, "  | ");
+            proptest::prop_assert!(f.lines().all(|l| l.starts_with("  | ")));
+            proptest::prop_assert!(!f.chars().any(|c| c != '\n' && is_unsafe(c)));
+        }
     }
 }

@@ -18,6 +18,8 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Local, SecondsFormat};
 use serde::Serialize;
 
+use crate::core::text::neutral;
+
 /// What one instance thread reports about itself.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct InstanceStatus {
@@ -138,6 +140,11 @@ impl StatusBoard {
         }
     }
 
+    /// Have the next [`StatusBoard::render_if_dirty`] render (a write failed).
+    pub fn mark_dirty(&self) {
+        self.lock().dirty = true;
+    }
+
     /// Mark every instance stopped (at shutdown).
     pub fn all_stopped(&self) {
         let mut b = self.lock();
@@ -164,15 +171,29 @@ impl StatusBoard {
             return None;
         }
         b.dirty = false;
+        // Errors quote the server; the file is read by agents and people.
+        let instances: BTreeMap<String, InstanceStatus> = b
+            .instances
+            .iter()
+            .map(|(k, s)| {
+                let mut s = s.clone();
+                s.last_error = s.last_error.as_deref().map(neutral);
+                for e in s.disconnected_users.values_mut() {
+                    *e = neutral(e);
+                }
+                (k.clone(), s)
+            })
+            .collect();
+        let config_error = b.config_error.as_deref().map(neutral);
         let doc = Doc {
             version: 1,
             pid: std::process::id(),
             config: config.display().to_string(),
             started: timestamp(started),
             updated: timestamp(Local::now()),
-            config_error: b.config_error.as_deref(),
+            config_error: config_error.as_deref(),
             dropped_events,
-            instances: &b.instances,
+            instances: &instances,
         };
         serde_json::to_string_pretty(&doc).ok().map(|s| s + "\n")
     }
@@ -190,17 +211,23 @@ pub fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "mysqk.status".into());
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    drop(f);
-    fs::rename(&tmp, path).inspect_err(|_| {
+    let written = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    // Whatever failed (full disk, quota), no temporary file is left behind;
+    // the old status file stays whole and the next change retries.
+    if written.is_err() {
         let _ = fs::remove_file(&tmp);
-    })
+    }
+    written
 }
 
 #[cfg(test)]

@@ -481,6 +481,8 @@ impl Supervisor {
         match status::write_atomic(path, &text) {
             Ok(()) => self.status_error = None,
             Err(e) => {
+                // Written again on the next round, not only at the next change.
+                self.board.mark_dirty();
                 let msg = format!("cannot write the status file {}: {e}", path.display());
                 if self.status_error.as_deref() != Some(msg.as_str()) {
                     log::error!("{msg}");

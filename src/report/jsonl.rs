@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::core::fingerprint::fingerprint;
 use crate::core::matcher::{Reason, Victim};
 use crate::core::redact;
+use crate::core::text::neutral;
 use crate::report::event::{Event, Followup};
 use crate::server::killer::{Action, KillResult, Outcome};
 
@@ -93,24 +94,31 @@ impl ThreadRecord {
             ts: ts.to_rfc3339_opts(SecondsFormat::Secs, false),
             instance: instance.to_string(),
             id: r.id,
-            user: r.user.clone(),
-            host: r.host.clone(),
-            db: r.db.clone(),
-            command: r.command.clone(),
+            // Neutralised like every other output: a JSON string may carry
+            // DEL and C1 raw, and consumers print these values.
+            user: neutral(&r.user),
+            host: neutral(&r.host),
+            db: r.db.as_deref().map(neutral),
+            command: neutral(&r.command),
             time: r.time,
-            state: r.state.clone(),
-            info: r.info.as_deref().map(|i| cut_field(&redact::sql(i))),
-            reason: v.reason_text(),
+            state: r.state.as_deref().map(neutral),
+            info: r
+                .info
+                .as_deref()
+                .map(|i| cut_field(&neutral(&redact::sql(i)))),
+            reason: neutral(&v.reason_text()),
             reasons: v.reasons.clone(),
             action: action_token(action),
             result,
-            detail,
+            detail: neutral(&detail),
             dry_run,
             fingerprint: r
                 .info
                 .as_deref()
                 .filter(|i| !i.trim().is_empty())
-                .map(|i| cut_field(&fingerprint(i))),
+                // Of the redacted text: a literal cut off by the server's
+                // truncation is not one the fingerprint can replace.
+                .map(|i| cut_field(&neutral(&fingerprint(&redact::sql(i))))),
         }
     }
 
@@ -180,7 +188,7 @@ pub struct EventDoc<'a> {
     /// Where the reporter wrote the snapshot; null if it could not.
     pub snapshot: Option<String>,
     pub threads: Vec<ThreadRecord>,
-    pub followups: &'a [Followup],
+    pub followups: Vec<Followup>,
 }
 
 /// The hook's stdin for `e`.
@@ -200,7 +208,16 @@ pub fn event_json(e: &Event, snapshot: Option<&std::path::Path>) -> String {
             .iter()
             .map(|o| ThreadRecord::from_outcome(e.time, &e.dbid, o, e.dry_run))
             .collect(),
-        followups: &e.followups,
+        followups: e
+            .followups
+            .iter()
+            .map(|f| Followup {
+                id: f.id,
+                user: neutral(&f.user),
+                outcome: neutral(&f.outcome),
+                detail: neutral(&redact::sql(&f.detail)),
+            })
+            .collect(),
     };
     serde_json::to_string(&doc).unwrap_or_else(|err| {
         format!(

@@ -34,6 +34,7 @@ use lettre::Message;
 
 use crate::config::{MailConfig, MailTls};
 use crate::core::redact;
+use crate::core::text::neutral;
 use crate::report::event::Event;
 use crate::report::output;
 
@@ -306,9 +307,9 @@ impl MailItem {
                 details.push_str(&format!(
                     "  thread {} ({}): {} - {}\n",
                     f.id,
-                    f.user,
-                    f.outcome,
-                    redact::sql(&f.detail)
+                    neutral(&f.user),
+                    neutral(&f.outcome),
+                    neutral(&redact::sql(&f.detail))
                 ));
             }
         }

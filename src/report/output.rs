@@ -1,7 +1,7 @@
 //! Human-readable tables of what matched and what was done.
 
 use crate::core::outcome::Outcome;
-use crate::core::text::{info_text, width};
+use crate::core::text::{info_text, log_value, neutral, width};
 
 /// Render rows of cells as an aligned text table with a header.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -41,35 +41,38 @@ pub fn outcomes_table(outcomes: &[Outcome], info_width: usize) -> String {
             let r = &o.victim.row;
             vec![
                 r.id.to_string(),
-                r.user.clone(),
-                r.host.clone(),
-                r.db.clone().unwrap_or_default(),
-                r.command.clone(),
+                neutral(&r.user),
+                neutral(&r.host),
+                neutral(r.db.as_deref().unwrap_or_default()),
+                neutral(&r.command),
                 r.time.to_string(),
                 info_text(r, info_width),
-                o.victim.reason_text(),
+                neutral(&o.victim.reason_text()),
                 o.action.label().to_string(),
-                o.result.text(),
+                neutral(&o.result.text()),
             ]
         })
         .collect();
     render(&header, &rows)
 }
 
-/// The log line written for each kill (SPEC 5).
+/// The log line written for each kill (SPEC 5): one line, every value that
+/// could hold a space quoted ([`log_value`]), so `user="a b" host=…` parses
+/// back the same way whatever the server's names contain.
 pub fn log_line(dbid: &str, o: &Outcome) -> String {
     let r = &o.victim.row;
     format!(
-        "{dbid}: thread {} user={} host={} command={} time={}s info=\"{}\" reason=\"{}\" action={} result=\"{}\"",
+        "{dbid}: thread {} user={} host={} db={} command={} time={}s info={} reason={} action={} result={}",
         r.id,
-        r.user,
-        r.host,
-        r.command,
+        log_value(&r.user),
+        log_value(&r.host),
+        log_value(r.db.as_deref().unwrap_or("NULL")),
+        log_value(&r.command),
         r.time,
-        info_text(r, 100),
-        o.victim.reason_text(),
+        log_value(&info_text(r, 100)),
+        log_value(&o.victim.reason_text()),
         o.action.label(),
-        o.result.text()
+        log_value(&o.result.text())
     )
 }
 

@@ -15,6 +15,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendErro
 
 use crate::config::Config;
 use crate::core::redact;
+use crate::core::text::{framed, neutral};
 use crate::report::event::Event;
 use crate::report::hook::Hook;
 use crate::report::mail::Mailer;
@@ -115,12 +116,24 @@ fn run(rx: Receiver<Msg>, cfg: Arc<Config>) {
     state.mailer.shutdown();
 }
 
+/// Snapshots kept in memory while the disk refuses them (full, read-only):
+/// enough for a storm's worth of events, bounded so a dead disk cannot eat
+/// the memory.
+const PENDING_MAX: usize = 64;
+
+/// A snapshot not written yet: where it goes and its text.
+struct Pending {
+    dbid: String,
+    time: chrono::DateTime<chrono::Local>,
+    text: String,
+}
+
 struct State {
     cfg: Arc<Config>,
     mailer: Mailer,
     hook: Hook,
-    /// Distinguishes several events in the same second.
-    seq: u64,
+    /// Snapshots whose write failed, retried at the next event (oldest first).
+    pending: std::collections::VecDeque<Pending>,
 }
 
 impl State {
@@ -129,7 +142,7 @@ impl State {
             mailer: Mailer::new(&cfg.mail),
             hook: Hook::new(&cfg.settings),
             cfg,
-            seq: 0,
+            pending: std::collections::VecDeque::new(),
         }
     }
 
@@ -140,36 +153,97 @@ impl State {
     }
 
     fn handle(&mut self, e: &Event) {
-        self.seq += 1;
-        let path = match write_snapshot(&self.cfg.settings.snapshot_dir, e, self.seq) {
+        self.retry_pending();
+        let text = render_snapshot(e);
+        let dir = &self.cfg.settings.snapshot_dir;
+        let path = match write_snapshot(dir, &e.dbid, e.time, &text) {
             Ok(p) => {
                 log::info!("{}: snapshot written to {}", e.dbid, p.display());
                 Some(p)
             }
             Err(err) => {
-                log::error!("{}: cannot write the snapshot: {err}", e.dbid);
+                log::error!(
+                    "{}: cannot write the snapshot: {err}; kept in memory, retried at the next event",
+                    e.dbid
+                );
+                if self.pending.len() == PENDING_MAX {
+                    if let Some(lost) = self.pending.pop_front() {
+                        log::error!(
+                            "{}: snapshot of {} lost: {PENDING_MAX} snapshots wait for the disk",
+                            lost.dbid,
+                            lost.time.format("%Y-%m-%d %H:%M:%S")
+                        );
+                    }
+                }
+                self.pending.push_back(Pending {
+                    dbid: e.dbid.clone(),
+                    time: e.time,
+                    text,
+                });
                 None
             }
         };
         self.mailer.on_event(e, path.as_deref());
         self.hook.run(e, path.as_deref());
     }
+
+    /// Write the snapshots an earlier failure kept, oldest first, until one fails.
+    fn retry_pending(&mut self) {
+        let dir = self.cfg.settings.snapshot_dir.clone();
+        while let Some(p) = self.pending.front() {
+            match write_snapshot(&dir, &p.dbid, p.time, &p.text) {
+                Ok(path) => {
+                    log::info!(
+                        "{}: snapshot of {} written late to {}",
+                        p.dbid,
+                        p.time.format("%Y-%m-%d %H:%M:%S"),
+                        path.display()
+                    );
+                    self.pending.pop_front();
+                }
+                Err(_) => break,
+            }
+        }
+    }
 }
 
-/// `snapshot_dir/<dbid>/<YYYYmmdd-HHMMSS>-<n>.txt`, mode 0600.
-pub fn write_snapshot(dir: &Path, e: &Event, seq: u64) -> std::io::Result<PathBuf> {
-    let dir = dir.join(&e.dbid);
+/// Writes `text` as a new file `snapshot_dir/<dbid>/<YYYYmmdd-HHMMSS>-<n>.txt`,
+/// mode 0600. Created exclusively (`O_EXCL`): `<n>` counts up past names that
+/// exist, so two events of one second, or three `mysqk kill` runs, never
+/// overwrite each other's evidence. A failed write removes its partial file.
+pub fn write_snapshot(
+    dir: &Path,
+    dbid: &str,
+    time: chrono::DateTime<chrono::Local>,
+    text: &str,
+) -> std::io::Result<PathBuf> {
+    let dir = dir.join(dbid);
     fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{}-{seq}.txt", e.time.format("%Y%m%d-%H%M%S")));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)?;
-    f.write_all(render_snapshot(e).as_bytes())?;
+    let stamp = time.format("%Y%m%d-%H%M%S");
+    let mut n = 1u32;
+    let (path, mut f) = loop {
+        let path = dir.join(format!("{stamp}-{n}.txt"));
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => break (path, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100_000 => n += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    if let Err(e) = f.write_all(text.as_bytes()).and_then(|()| f.sync_data()) {
+        drop(f);
+        let _ = fs::remove_file(&path);
+        return Err(e);
+    }
     Ok(path)
 }
+
+/// What every line of server text in a snapshot starts with.
+pub const FRAME: &str = "  | ";
 
 /// The snapshot file's text: victims and actions, then the four parts.
 pub fn render_snapshot(e: &Event) -> String {
@@ -190,7 +264,10 @@ pub fn render_snapshot(e: &Event) -> String {
         for f in &e.followups {
             s.push_str(&format!(
                 "thread {} ({}): {} - {}\n",
-                f.id, f.user, f.outcome, f.detail
+                f.id,
+                neutral(&f.user),
+                neutral(&f.outcome),
+                neutral(&redact::sql(&f.detail))
             ));
         }
     }
@@ -205,27 +282,31 @@ pub fn render_snapshot(e: &Event) -> String {
             .map(|r| {
                 vec![
                     r.id.to_string(),
-                    r.user.clone(),
-                    r.host.clone(),
-                    r.db.clone().unwrap_or_else(|| "NULL".into()),
-                    r.command.clone(),
+                    neutral(&r.user),
+                    neutral(&r.host),
+                    r.db.as_deref()
+                        .map(neutral)
+                        .unwrap_or_else(|| "NULL".into()),
+                    neutral(&r.command),
                     r.time.to_string(),
-                    r.state.clone().unwrap_or_default(),
+                    neutral(r.state.as_deref().unwrap_or_default()),
                     r.info
                         .as_deref()
-                        .map(|i| redact::sql(i).replace('\n', " "))
+                        .map(|i| neutral(&redact::sql(i)))
                         .unwrap_or_else(|| "NULL".into()),
                 ]
             })
             .collect();
         s.push_str(&output::render(&header, &rows));
+        // The server's own multi-line text, each line behind FRAME: a
+        // statement in it cannot forge a `== … ==` line of this file.
         s.push_str("\n== SHOW ENGINE INNODB STATUS ==\n");
-        s.push_str(&redact::sql(&snap.innodb_status));
-        s.push_str("\n\n== lock waits ==\n");
+        s.push_str(&framed(&redact::sql(&snap.innodb_status), FRAME));
+        s.push_str("\n== lock waits ==\n");
         // No statement text there today, but a server version may add some.
-        s.push_str(&redact::sql(&snap.lock_waits));
+        s.push_str(&framed(&redact::sql(&snap.lock_waits), FRAME));
         s.push_str("\n== INNODB_TRX ==\n");
-        s.push_str(&redact::sql(&snap.innodb_trx));
+        s.push_str(&framed(&redact::sql(&snap.innodb_trx), FRAME));
     }
     s
 }

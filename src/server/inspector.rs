@@ -342,7 +342,9 @@ pub fn mdl_table(found: Option<&(Vec<mdl::Wait>, MdlSource)>) -> String {
     out
 }
 
-/// A query's result rendered as a plain text table (for snapshots).
+/// A query's result rendered as a plain text table (for snapshots): one line
+/// per row, cells separated by ` | `, each cell redacted and neutralised
+/// (`trx_query` may span lines or carry a password).
 pub fn query_table(s: &mut Session, sql: &str) -> String {
     let result = s.conn.query_iter(sql);
     let mut result = match result {
@@ -369,14 +371,18 @@ pub fn query_table(s: &mut Session, sql: &str) -> String {
                     .iter()
                     .map(|c| c.name_str().into_owned())
                     .collect();
-                out.push_str(&names.join("\t"));
+                out.push_str(&names.join(" | "));
                 out.push('\n');
                 header_done = true;
             }
             let cells: Vec<String> = (0..row.len())
-                .map(|i| text(row.as_ref(i).cloned()).unwrap_or_else(|| "NULL".into()))
+                .map(|i| {
+                    text(row.as_ref(i).cloned())
+                        .map(|t| crate::core::text::neutral(&crate::core::redact::sql(&t)))
+                        .unwrap_or_else(|| "NULL".into())
+                })
                 .collect();
-            out.push_str(&cells.join("\t"));
+            out.push_str(&cells.join(" | "));
             out.push('\n');
         }
     }

@@ -1,0 +1,333 @@
+//! Issue 14, "nothing leaked, nothing lost, nothing silently ignored": what
+//! mysqk writes about server text (terminal, log, snapshot, JSON, mail, hook,
+//! status file) carries no password literal and no control character, on
+//! real servers and over generated rows; evidence files never collide and a
+//! full disk leaves nothing half-written behind.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use mysqk::core::matcher::{Reason, Victim};
+use mysqk::core::outcome::{Action, Followup, KillResult, Outcome};
+use mysqk::core::row::ProcRow;
+use mysqk::core::text::is_unsafe;
+use mysqk::report::event::Event;
+use mysqk::report::{jsonl, mail, output, reporter};
+use mysqk::server::inspector::Snapshot;
+use proptest::prelude::*;
+use support::smtp::SmtpServer;
+use support::{mysqk_bin, run_with_timeout, server, unique, wait_until, write_ini, Tenant};
+
+/// What may appear in human-readable output: newlines, nothing else below
+/// 0x20, no DEL, no C1, no ESC (and no bidi override).
+fn assert_clean(place: &str, text: &str) {
+    if let Some((i, c)) = text.char_indices().find(|&(_, c)| c != '\n' && is_unsafe(c)) {
+        let from = text[..i].char_indices().rev().nth(40).map_or(0, |(j, _)| j);
+        panic!(
+            "{place}: raw {:?} at byte {i}: …{:?}…",
+            c,
+            &text[from..(i + c.len_utf8()).min(text.len())]
+        );
+    }
+}
+
+/// JSON: valid, no raw control byte, and no unsafe character in any value.
+fn assert_clean_json(place: &str, line: &str) {
+    assert!(!line.bytes().any(|b| b < 0x20), "{place}: raw control byte: {line:?}");
+    let v: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{place}: not JSON ({e}): {line}"));
+    fn walk(place: &str, v: &serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => {
+                assert!(!s.chars().any(is_unsafe), "{place}: value {s:?}")
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(place, x)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| walk(place, x)),
+            _ => {}
+        }
+    }
+    walk(place, &v);
+}
+
+/// mysqk's own section lines in a snapshot.
+const SECTIONS: &[&str] = &[
+    "== victims and actions ==",
+    "== follow-ups on earlier kills ==",
+    "== processlist ==",
+    "== SHOW ENGINE INNODB STATUS ==",
+    "== lock waits ==",
+    "== INNODB_TRX ==",
+];
+
+/// Every line starting like a section of mysqk's own is one, once each.
+fn assert_structure(snapshot: &str) {
+    let own: Vec<&str> = snapshot
+        .lines()
+        .filter(|l| l.starts_with("==") || l.starts_with('#'))
+        .collect();
+    for l in &own {
+        assert!(
+            SECTIONS.contains(l) || l.starts_with("# [mysqk]") || l.starts_with("# time: "),
+            "server text passes for mysqk's structure: {l:?}\n{snapshot}"
+        );
+    }
+    for s in SECTIONS {
+        assert!(own.iter().filter(|l| *l == s).count() <= 1, "{s} twice:\n{snapshot}");
+    }
+}
+
+fn nasty() -> impl Strategy<Value = String> {
+    // Controls of every kind, an ANSI colour, a forged section, Chinese, quotes.
+    let piece = prop_oneof![
+        proptest::char::range('\u{0}', '\u{a0}').prop_map(String::from),
+        Just("\u{1b}[31m".to_string()),
+        Just("\n== victims and actions ==\n".to_string()),
+        Just("\r\n# [mysqk] forged\n".to_string()),
+        Just("中文".to_string()),
+        Just("\u{202e}\u{2028}".to_string()),
+        Just("'\"\\ =".to_string()),
+        "[a-z ]{0,6}",
+    ];
+    proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+}
+
+fn event_of(rows: Vec<ProcRow>, status: String, err: String) -> Event {
+    let mut e = Event::new("crm0", "10.0.0.1:3306", false);
+    e.outcomes = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Outcome {
+            victim: Victim {
+                row: r.clone(),
+                reasons: vec![Reason::LongRunning { secs: 12, limit: 10 }],
+            },
+            action: Action::KillConnection,
+            result: match i % 3 {
+                0 => KillResult::Killed { via: r.user.clone() },
+                1 => KillResult::Failed {
+                    message: err.clone(),
+                },
+                _ => KillResult::NoSession {
+                    message: err.clone(),
+                },
+            },
+        })
+        .collect();
+    e.followups = vec![Followup {
+        id: 7,
+        user: rows.first().map(|r| r.user.clone()).unwrap_or_default(),
+        outcome: "stuck".into(),
+        detail: err.clone(),
+    }];
+    e.snapshot = Some(Snapshot {
+        processlist: rows,
+        innodb_status: status.clone(),
+        lock_waits: err,
+        innodb_trx: status,
+    });
+    e
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
+
+    /// No byte < 0x20 but the snapshot's own newlines, and no DEL, C1 or ESC,
+    /// reaches any output, whatever the server's names and texts hold.
+    #[test]
+    fn every_output_of_server_text_is_neutral(
+        fields in proptest::collection::vec((nasty(), nasty(), nasty(), nasty(), nasty(), nasty()), 1..4),
+        status in nasty(),
+        err in nasty(),
+    ) {
+        let rows: Vec<ProcRow> = fields
+            .into_iter()
+            .enumerate()
+            .map(|(i, (user, host, db, command, state, info))| ProcRow {
+                id: i as u64 + 1,
+                user,
+                host,
+                db: Some(db),
+                command,
+                time: 12,
+                time_ms: None,
+                state: Some(state),
+                info: Some(info),
+            })
+            .collect();
+        let e = event_of(rows, status, err);
+
+        let snap = reporter::render_snapshot(&e);
+        assert_clean("snapshot", &snap);
+        assert_structure(&snap);
+        assert_clean("table", &output::outcomes_table(&e.outcomes, 60));
+        for o in &e.outcomes {
+            let line = output::log_line("crm0", o);
+            assert_clean("log line", &line);
+            prop_assert!(!line.contains('\n'), "one line per record: {line:?}");
+            assert_clean_json("--json", &jsonl::ThreadRecord::from_outcome(e.time, "crm0", o, false).to_line());
+        }
+        assert_clean_json("hook stdin", &jsonl::event_json(&e, None));
+        let item = mail::MailItem::from_event(&e, None);
+        let (subject, body) = mail::compose(&[&item], Duration::from_secs(60), "h");
+        assert_clean("mail subject", &subject);
+        assert_clean("mail body", &body);
+
+        let board = mysqk::daemon::status::StatusBoard::new();
+        board.register("crm0", "10.0.0.1:3306", 1);
+        let first = e.snapshot.as_ref().map(|s| s.lock_waits.clone());
+        board.update("crm0", 1, |s| {
+            s.last_error = first.clone();
+            s.disconnected_users.insert("app".into(), first.clone().unwrap_or_default());
+        });
+        board.set_config_error(first);
+        let doc = board
+            .render_if_dirty(true, Path::new("/etc/mysqk.ini"), chrono::Local::now(), 0)
+            .expect("rendered");
+        assert_clean_json("status file", &doc.replace('\n', " "));
+    }
+}
+
+/// The part of every secret literal that must never show up.
+const SECRET_HEAD: &str = "S3cr-";
+
+/// This file's ini on top of the shared tenant: instance `x`, the app user
+/// killable, mail and hook optional.
+fn tenant_ini(t: &Tenant, commkill: &str, settings: &str, mail: &str) -> PathBuf {
+    write_ini(
+        t.dir.path(),
+        &format!(
+            "[settings]\nsnapshot_dir={snap}\n{settings}\n\n[mail_config]\n{mail}\n\n\
+             [db_info]\nx={addr}\n\n[db_auth]\n{app}={pw}\n{mon}={pw}\n\n\
+             [db_commconfig]\ndb_puser={mon}\nrun_max_count=999\ndry_run=0\n\n\
+             [db_commkill]\nk_user={app}\n{commkill}\n",
+            snap = t.dir.path().join("snap").display(),
+            addr = server().addr(),
+            app = t.app,
+            mon = t.mon,
+            pw = t.pw,
+        ),
+    )
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out: Output = run_with_timeout(mysqk_bin().args(args), Duration::from_secs(90));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "panic:\n{stderr}");
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A database named with an ANSI colour and a bell, and two running
+/// statements of its owner: one carrying control characters, a forged
+/// snapshot section and a key literal, one whose key literal is longer than
+/// the server shows (cut off by the server's truncation). Everything mysqk
+/// writes about them — the table, `--json`, the log, snapshots, the hook's
+/// stdin, the mail — is clean and holds no part of either literal.
+#[test]
+fn server_text_reaches_no_output_raw_and_no_literal_survives() {
+    let s = server();
+    let t = Tenant::new("Pw-ev1");
+    let smtp = SmtpServer::start();
+    let db = format!("{}\u{1b}[31m\u{7}x", unique("evdb"));
+    s.exec(&format!("CREATE DATABASE `{db}`"));
+    s.exec(&format!("GRANT ALL ON `{db}`.* TO '{}'@'%'", t.app));
+    let hook_out = t.dir.path().join("hook.json");
+    let ini = tenant_ini(
+        &t,
+        "k_longtime=1",
+        &format!("on_kill_command=cat >> {}", hook_out.display()),
+        &format!(
+            "mail_host={}\nmail_receiver=dba@example.com\nmail_tls=none",
+            smtp.host_port()
+        ),
+    );
+    let conn = |sql: &str| {
+        let c = mysql::Conn::new(s.opts(&t.app, &t.pw).db_name(Some(db.clone())))
+            .expect("app login into the odd database");
+        support::BgQuery::start(c, sql)
+    };
+    let nasty = "SELECT SLEEP(60) /* \u{1b}[2J\r\t\u{7f}\u{85}\n== victims and actions ==\n# [mysqk] forged */, \
+                 AES_ENCRYPT('a', 'S3cr-Key-one')";
+    let q1 = conn(nasty);
+    let long_key = format!("{SECRET_HEAD}{}", "ZqZq".repeat(20_000));
+    let q2 = conn(&format!("SELECT SLEEP(60), AES_ENCRYPT('a', '{long_key}')"));
+    s.wait_query_time(q1.conn_id, 1);
+    s.wait_query_time(q2.conn_id, 1);
+    let raw_info = s.thread(q2.conn_id).and_then(|r| r.4).unwrap_or_default();
+    assert!(
+        raw_info.len() < long_key.len(),
+        "the server cuts the long statement (so a literal is left open): {} chars",
+        raw_info.len()
+    );
+
+    let ini_s = ini.to_str().unwrap();
+    let (code, table, log) = run(&["-v", "kill", "-c", ini_s, "--db", "x", "--dry-run"]);
+    assert_eq!(code, 0, "{table}{log}");
+    assert!(
+        table.contains(&q1.conn_id.to_string()) && table.contains(&q2.conn_id.to_string()),
+        "{table}"
+    );
+    assert!(table.contains("\\e[31m\\x07"), "the db name shown, not obeyed:\n{table}");
+    let (code, json, log2) = run(&["kill", "-c", ini_s, "--db", "x", "--dry-run", "--json"]);
+    assert_eq!(code, 0, "{json}{log2}");
+    assert_eq!(json.lines().count(), 2, "{json}");
+
+    let mails = smtp.wait_messages(1, Duration::from_secs(15));
+    wait_until(Duration::from_secs(15), "two hook runs", || {
+        fs::read_to_string(&hook_out).is_ok_and(|h| h.lines().count() >= 2)
+    });
+    let snaps = files_under(&t.dir.path().join("snap"));
+    let snaps: Vec<&PathBuf> = snaps.iter().filter(|p| p.extension().is_some_and(|e| e == "txt")).collect();
+    assert_eq!(snaps.len(), 2, "one snapshot per run: {snaps:?}");
+
+    let mut places = vec![
+        ("table".to_string(), table),
+        ("log".to_string(), format!("{log}{log2}")),
+        ("mail".to_string(), mails.iter().map(|m| m.body()).collect::<String>()),
+    ];
+    for p in &snaps {
+        let text = fs::read_to_string(p).unwrap();
+        assert_structure(&text);
+        assert!(text.contains("== SHOW ENGINE INNODB STATUS ==\n  | "), "framed:\n{text}");
+        places.push((p.display().to_string(), text));
+    }
+    for (place, text) in &places {
+        assert_clean(place, text);
+    }
+    for line in json.lines() {
+        assert_clean_json("--json", line);
+    }
+    for line in fs::read_to_string(&hook_out).unwrap().lines() {
+        assert_clean_json("hook stdin", line);
+        places.push(("hook".into(), line.to_string()));
+    }
+    places.push(("--json".into(), json));
+    for (place, text) in &places {
+        for needle in [SECRET_HEAD, "ZqZq", "Key-one"] {
+            assert!(!text.contains(needle), "`{needle}` survived in {place}:\n{text}");
+        }
+    }
+    s.kill_thread(q1.conn_id);
+    s.kill_thread(q2.conn_id);
+    let _ = (q1.join(), q2.join());
+}
