@@ -25,7 +25,10 @@ use support::{mysqk_bin, run_with_timeout, server, unique, wait_until, write_ini
 /// What may appear in human-readable output: newlines, nothing else below
 /// 0x20, no DEL, no C1, no ESC (and no bidi override).
 fn assert_clean(place: &str, text: &str) {
-    if let Some((i, c)) = text.char_indices().find(|&(_, c)| c != '\n' && is_unsafe(c)) {
+    if let Some((i, c)) = text
+        .char_indices()
+        .find(|&(_, c)| c != '\n' && is_unsafe(c))
+    {
         let from = text[..i].char_indices().rev().nth(40).map_or(0, |(j, _)| j);
         panic!(
             "{place}: raw {:?} at byte {i}: …{:?}…",
@@ -37,7 +40,10 @@ fn assert_clean(place: &str, text: &str) {
 
 /// JSON: valid, no raw control byte, and no unsafe character in any value.
 fn assert_clean_json(place: &str, line: &str) {
-    assert!(!line.bytes().any(|b| b < 0x20), "{place}: raw control byte: {line:?}");
+    assert!(
+        !line.bytes().any(|b| b < 0x20),
+        "{place}: raw control byte: {line:?}"
+    );
     let v: serde_json::Value =
         serde_json::from_str(line).unwrap_or_else(|e| panic!("{place}: not JSON ({e}): {line}"));
     fn walk(place: &str, v: &serde_json::Value) {
@@ -76,7 +82,10 @@ fn assert_structure(snapshot: &str) {
         );
     }
     for s in SECTIONS {
-        assert!(own.iter().filter(|l| *l == s).count() <= 1, "{s} twice:\n{snapshot}");
+        assert!(
+            own.iter().filter(|l| *l == s).count() <= 1,
+            "{s} twice:\n{snapshot}"
+        );
     }
 }
 
@@ -103,11 +112,16 @@ fn event_of(rows: Vec<ProcRow>, status: String, err: String) -> Event {
         .map(|(i, r)| Outcome {
             victim: Victim {
                 row: r.clone(),
-                reasons: vec![Reason::LongRunning { secs: 12, limit: 10 }],
+                reasons: vec![Reason::LongRunning {
+                    secs: 12,
+                    limit: 10,
+                }],
             },
             action: Action::KillConnection,
             result: match i % 3 {
-                0 => KillResult::Killed { via: r.user.clone() },
+                0 => KillResult::Killed {
+                    via: r.user.clone(),
+                },
                 1 => KillResult::Failed {
                     message: err.clone(),
                 },
@@ -255,7 +269,7 @@ fn server_text_reaches_no_output_raw_and_no_literal_survives() {
     let ini = tenant_ini(
         &t,
         "k_longtime=1",
-        &format!("on_kill_command=cat >> {}", hook_out.display()),
+        &format!("on_kill_command={{ cat; echo; }} >> {}", hook_out.display()),
         &format!(
             "mail_host={}\nmail_receiver=dba@example.com\nmail_tls=none",
             smtp.host_port()
@@ -287,7 +301,10 @@ fn server_text_reaches_no_output_raw_and_no_literal_survives() {
         table.contains(&q1.conn_id.to_string()) && table.contains(&q2.conn_id.to_string()),
         "{table}"
     );
-    assert!(table.contains("\\e[31m\\x07"), "the db name shown, not obeyed:\n{table}");
+    assert!(
+        table.contains("\\e[31m\\x07"),
+        "the db name shown, not obeyed:\n{table}"
+    );
     let (code, json, log2) = run(&["kill", "-c", ini_s, "--db", "x", "--dry-run", "--json"]);
     assert_eq!(code, 0, "{json}{log2}");
     assert_eq!(json.lines().count(), 2, "{json}");
@@ -297,18 +314,27 @@ fn server_text_reaches_no_output_raw_and_no_literal_survives() {
         fs::read_to_string(&hook_out).is_ok_and(|h| h.lines().count() >= 2)
     });
     let snaps = files_under(&t.dir.path().join("snap"));
-    let snaps: Vec<&PathBuf> = snaps.iter().filter(|p| p.extension().is_some_and(|e| e == "txt")).collect();
+    let snaps: Vec<&PathBuf> = snaps
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
     assert_eq!(snaps.len(), 2, "one snapshot per run: {snaps:?}");
 
     let mut places = vec![
         ("table".to_string(), table),
         ("log".to_string(), format!("{log}{log2}")),
-        ("mail".to_string(), mails.iter().map(|m| m.body()).collect::<String>()),
+        (
+            "mail".to_string(),
+            mails.iter().map(|m| m.body()).collect::<String>(),
+        ),
     ];
     for p in &snaps {
         let text = fs::read_to_string(p).unwrap();
         assert_structure(&text);
-        assert!(text.contains("== SHOW ENGINE INNODB STATUS ==\n  | "), "framed:\n{text}");
+        assert!(
+            text.contains("== SHOW ENGINE INNODB STATUS ==\n  | "),
+            "framed:\n{text}"
+        );
         places.push((p.display().to_string(), text));
     }
     for (place, text) in &places {
@@ -324,10 +350,268 @@ fn server_text_reaches_no_output_raw_and_no_literal_survives() {
     places.push(("--json".into(), json));
     for (place, text) in &places {
         for needle in [SECRET_HEAD, "ZqZq", "Key-one"] {
-            assert!(!text.contains(needle), "`{needle}` survived in {place}:\n{text}");
+            assert!(
+                !text.contains(needle),
+                "`{needle}` survived in {place}:\n{text}"
+            );
         }
     }
     s.kill_thread(q1.conn_id);
     s.kill_thread(q2.conn_id);
     let _ = (q1.join(), q2.join());
+}
+
+/// Three `mysqk kill --dry-run` at once (as cron and a person may): three
+/// snapshot files, none overwritten, each whole.
+#[test]
+fn concurrent_runs_never_overwrite_each_others_snapshots() {
+    let s = server();
+    let t = Tenant::new("Pw-ev2");
+    let ini = tenant_ini(&t, "k_longtime=1", "", "");
+    let q = s.spawn_query(&t.app, &t.pw, "SELECT SLEEP(60)");
+    s.wait_query_time(q.conn_id, 1);
+    let ini_s = ini.to_str().unwrap().to_string();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let ini_s = ini_s.clone();
+            std::thread::spawn(move || {
+                run(&["kill", "-c", &ini_s, "--db", "x", "--dry-run", "--no-lock"])
+            })
+        })
+        .collect();
+    for r in runs {
+        let (code, out, err) = r.join().unwrap();
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let snaps = files_under(&t.dir.path().join("snap").join("x"));
+    assert_eq!(snaps.len(), 3, "{snaps:?}");
+    for p in &snaps {
+        let text = fs::read_to_string(p).unwrap();
+        assert!(
+            text.contains(&format!("{}", q.conn_id)) && text.contains("== INNODB_TRX =="),
+            "whole snapshot in {}:\n{text}",
+            p.display()
+        );
+    }
+    s.kill_thread(q.conn_id);
+    let _ = q.join();
+}
+
+/// A file system that can be filled and freed while `watch` runs: a tiny
+/// tmpfs (as root), else the daemon's RLIMIT_FSIZE (set from outside with
+/// prlimit; writes past it fail with EFBIG, SIGXFSZ ignored).
+enum Disk {
+    Tmpfs { mount: PathBuf, filler: PathBuf },
+    Rlimit,
+}
+
+impl Disk {
+    fn at(dir: &Path) -> Disk {
+        fs::create_dir_all(dir).unwrap();
+        // MYSQK_TEST_NO_MOUNT=1 exercises the fallback where mount works too.
+        let ok = std::env::var_os("MYSQK_TEST_NO_MOUNT").is_none()
+            && std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs"])
+                .arg(dir)
+                .output()
+                .is_ok_and(|o| o.status.success());
+        if ok {
+            Disk::Tmpfs {
+                mount: dir.to_path_buf(),
+                filler: dir.join("filler"),
+            }
+        } else {
+            eprintln!("mount unavailable: using RLIMIT_FSIZE for the full disk");
+            Disk::Rlimit
+        }
+    }
+
+    fn set_limit(pid: i32, bytes: u64) {
+        let lim = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: prlimit on a child we spawned, with a valid rlimit.
+        let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &lim, std::ptr::null_mut()) };
+        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    }
+
+    fn fill(&self, pid: i32) {
+        match self {
+            Disk::Tmpfs { filler, .. } => {
+                use std::io::Write;
+                let mut f = fs::File::create(filler).unwrap();
+                let block = [b'f'; 4096];
+                while f.write_all(&block).is_ok() {}
+                let _ = f.sync_all();
+            }
+            Disk::Rlimit => Disk::set_limit(pid, 64),
+        }
+    }
+
+    fn free(&self, pid: i32) {
+        match self {
+            Disk::Tmpfs { filler, .. } => fs::remove_file(filler).unwrap(),
+            Disk::Rlimit => Disk::set_limit(pid, libc::RLIM_INFINITY),
+        }
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        if let Disk::Tmpfs { mount, .. } = self {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(mount)
+                .status();
+        }
+    }
+}
+
+/// `watch` with its stderr (the log) on a pipe: a pipe is not subject to
+/// RLIMIT_FSIZE nor to the full file system.
+struct Daemon {
+    child: support::ChildGuard,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Daemon {
+    fn start(ini: &Path) -> Daemon {
+        use std::io::Read;
+        use std::os::unix::process::CommandExt;
+        let mut cmd = mysqk_bin();
+        cmd.args(["watch", "-c"])
+            .arg(ini)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        // SAFETY: only async-signal-safe signal() between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let mut child = support::ChildGuard::spawn(&mut cmd);
+        let mut stderr = child.0.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn wait_log(&self, needle: &str, within: Duration) {
+        let end = std::time::Instant::now() + within;
+        while !self.log().contains(needle) {
+            assert!(
+                std::time::Instant::now() < end,
+                "no `{needle}` within {within:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// On a full disk the snapshot write and the status file's write fail: no
+/// 0-byte or partial snapshot, no stale `.mysqk.status.PID.tmp`; once there
+/// is space again, the kept snapshot is written at the next event and the
+/// status file is current again.
+#[test]
+fn a_full_disk_loses_nothing_and_leaves_nothing_half_written() {
+    let s = server();
+    let t = Tenant::new("Pw-ev3");
+    let snap = t.dir.path().join("snap");
+    let disk = Disk::at(&snap);
+    let status = snap.join("mysqk.status");
+    let ini = tenant_ini(
+        &t,
+        "k_longtime=1",
+        &format!(
+            "check_interval=1\nlock_file={}\nstatus_file={}",
+            t.dir.path().join("mysqk.lock").display(),
+            status.display()
+        ),
+        "",
+    );
+    // dry_run: every victim is one event, reported once.
+    let text = fs::read_to_string(&ini)
+        .unwrap()
+        .replace("dry_run=0", "dry_run=1");
+    fs::write(&ini, text).unwrap();
+    let d = Daemon::start(&ini);
+    wait_until(Duration::from_secs(20), "the first status file", || {
+        fs::read_to_string(&status).is_ok_and(|t| t.contains("\"connected\": true"))
+    });
+    let before = fs::read_to_string(&status).unwrap();
+
+    disk.fill(d.child.pid());
+    let a = s.spawn_query(&t.app, &t.pw, "SELECT SLEEP(60) /* victim A */");
+    d.wait_log("cannot write the snapshot", Duration::from_secs(20));
+    d.wait_log("cannot write the status file", Duration::from_secs(20));
+    let leftovers = |what: &str| {
+        let files = files_under(&snap);
+        let bad: Vec<&PathBuf> = files
+            .iter()
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.ends_with(".tmp")
+                    || (name.ends_with(".txt") && fs::metadata(p).map_or(true, |m| m.len() == 0))
+            })
+            .collect();
+        assert!(bad.is_empty(), "{what}: left behind {bad:?}\n{}", d.log());
+        files
+    };
+    let files = leftovers("while full");
+    assert!(
+        !files
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "txt")),
+        "no snapshot could be written: {files:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(&status).unwrap(),
+        before,
+        "the old status file stays whole"
+    );
+
+    disk.free(d.child.pid());
+    let b = s.spawn_query(&t.app, &t.pw, "SELECT SLEEP(60) /* victim B */");
+    d.wait_log("written late", Duration::from_secs(20));
+    wait_until(Duration::from_secs(20), "two snapshots", || {
+        files_under(&snap.join("x")).len() == 2
+    });
+    let snaps = files_under(&snap.join("x"));
+    let texts: Vec<String> = snaps
+        .iter()
+        .map(|p| fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        texts[0].contains("victim A") || texts[1].contains("victim A"),
+        "{texts:?}"
+    );
+    assert!(texts.iter().any(|t| t.contains("victim B")), "{texts:?}");
+    wait_until(Duration::from_secs(20), "a fresh status file", || {
+        fs::read_to_string(&status)
+            .is_ok_and(|t| t != before && t.contains(&format!("\"pid\": {}", d.child.pid())))
+    });
+    leftovers("after");
+    for q in [a, b] {
+        s.kill_thread(q.conn_id);
+        let _ = q.join();
+    }
+    drop(d);
 }

@@ -310,3 +310,25 @@ pub fn render_snapshot(e: &Event) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_of_one_second_get_their_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = chrono::Local::now();
+        let paths: Vec<PathBuf> = (0..3)
+            .map(|i| write_snapshot(dir.path(), "crm0", t, &format!("snapshot {i}\n")).unwrap())
+            .collect();
+        let stamp = t.format("%Y%m%d-%H%M%S").to_string();
+        for (i, p) in paths.iter().enumerate() {
+            assert_eq!(
+                p.file_name().unwrap().to_string_lossy(),
+                format!("{stamp}-{}.txt", i + 1)
+            );
+            assert_eq!(fs::read_to_string(p).unwrap(), format!("snapshot {i}\n"));
+        }
+    }
+}
