@@ -722,6 +722,7 @@ fn kill(cli: &Cli, args: &KillArgs) -> Result<u8, CliError> {
                         matches!(
                             o.result,
                             crate::server::killer::KillResult::NoSession { .. }
+                                | crate::server::killer::KillResult::Pending { .. }
                         )
                     })
                     .count();

@@ -468,14 +468,33 @@ impl Resolver {
             .or_else(|| self.get(common, key).map(|v| (common, v)))
     }
 
+    /// A whole number within the key's documented range ([`range_of`]).
     fn parse_u64(&self, section: &str, key: &str, value: &str) -> Result<u64, ConfigError> {
-        value.trim().parse::<u64>().map_err(|_| {
+        let r = range_of(key);
+        let v = value.trim().parse::<u64>().map_err(|_| {
             self.err(
                 section,
                 key,
-                format!("`{value}` is not a whole number of seconds (>= 0)"),
+                format!(
+                    "`{}` is not a whole number ({key}: {}..={} {})",
+                    value.trim(),
+                    r.min,
+                    r.max,
+                    r.unit
+                ),
             )
-        })
+        })?;
+        if !(r.min..=r.max).contains(&v) {
+            return Err(self.err(
+                section,
+                key,
+                format!(
+                    "`{v}` is out of range: {key} must be {}..={} {}",
+                    r.min, r.max, r.unit
+                ),
+            ));
+        }
+        Ok(v)
     }
 
     fn num_or(&self, section: &str, key: &str, default: u64) -> Result<u64, ConfigError> {
@@ -526,13 +545,8 @@ impl Resolver {
         let auth = self.auth(key.as_ref())?;
         let mail = self.mail(key.as_ref())?;
         let run_max_count = self.num_or("db_commconfig", "run_max_count", 999)?;
-        let run_max_count = u32::try_from(run_max_count).map_err(|_| {
-            self.err(
-                "db_commconfig",
-                "run_max_count",
-                format!("`{run_max_count}` is too large"),
-            )
-        })?;
+        // In range (parse_u64), so it fits.
+        let run_max_count = u32::try_from(run_max_count).unwrap_or(u32::MAX);
 
         let mut instances = Vec::new();
         let dbids: Vec<String> = self.order.get("db_info").cloned().unwrap_or_default();
@@ -586,12 +600,8 @@ impl Resolver {
 
     fn settings(&self) -> Result<Settings, ConfigError> {
         let s = "settings";
-        let secs = |key: &str, default: u64, min: u64| -> Result<Duration, ConfigError> {
-            let v = self.num_or(s, key, default)?;
-            if v < min {
-                return Err(self.err(s, key, format!("must be at least {min}")));
-            }
-            Ok(Duration::from_secs(v))
+        let secs = |key: &str, default: u64| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(self.num_or(s, key, default)?))
         };
         let path = |key: &str| {
             self.get(s, key)
@@ -600,13 +610,13 @@ impl Resolver {
         };
         let snapshot_dir = path("snapshot_dir").unwrap_or_else(|| PathBuf::from("snapshots"));
         Ok(Settings {
-            check_interval: secs("check_interval", 5, 1)?,
-            ping_multi: u32::try_from(self.num_or(s, "ping_multi", 6)?.max(1))
+            check_interval: secs("check_interval", 5)?,
+            ping_multi: u32::try_from(self.num_or(s, "ping_multi", 6)?)
                 .map_err(|_| self.err(s, "ping_multi", "too large".into()))?,
             log_file: path("log_file"),
             key_file: path("key_file"),
-            connect_timeout: secs("connect_timeout", 3, 1)?,
-            read_timeout: secs("read_timeout", 10, 1)?,
+            connect_timeout: secs("connect_timeout", 3)?,
+            read_timeout: secs("read_timeout", 10)?,
             status_file: path("status_file").unwrap_or_else(|| snapshot_dir.join("mysqk.status")),
             lock_file: path("lock_file").unwrap_or_else(|| snapshot_dir.join("mysqk.lock")),
             on_kill_command: self
@@ -614,7 +624,7 @@ impl Resolver {
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
                 .map(String::from),
-            hook_timeout: secs("hook_timeout", 10, 1)?,
+            hook_timeout: secs("hook_timeout", 10)?,
             snapshot_dir,
         })
     }
@@ -968,6 +978,149 @@ impl Resolver {
             )
         })
     }
+}
+
+/// The accepted values of a numeric key (README "Numeric settings", and
+/// mysqk.ini.example). The bounds keep every derived time (`check_interval *
+/// ping_multi`, a deadline `now + read_timeout`, a limit in milliseconds)
+/// far from overflowing, so a number in range can never panic later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub min: u64,
+    pub max: u64,
+    pub unit: &'static str,
+}
+
+/// A year, the longest a time-based rule may ask a thread to have run.
+const YEAR: u64 = 365 * 24 * 3600;
+
+/// Every numeric key and its range.
+pub const RANGES: &[(&str, Range)] = &[
+    (
+        "check_interval",
+        Range {
+            min: 1,
+            max: 86_400,
+            unit: "seconds",
+        },
+    ),
+    (
+        "ping_multi",
+        Range {
+            min: 1,
+            max: 1_000,
+            unit: "intervals",
+        },
+    ),
+    (
+        "connect_timeout",
+        Range {
+            min: 1,
+            max: 3_600,
+            unit: "seconds",
+        },
+    ),
+    (
+        "read_timeout",
+        Range {
+            min: 1,
+            max: 3_600,
+            unit: "seconds",
+        },
+    ),
+    (
+        "hook_timeout",
+        Range {
+            min: 1,
+            max: 3_600,
+            unit: "seconds",
+        },
+    ),
+    (
+        "mail_interval",
+        Range {
+            min: 0,
+            max: 86_400,
+            unit: "seconds",
+        },
+    ),
+    (
+        "run_max_count",
+        Range {
+            min: 0,
+            max: u32::MAX as u64,
+            unit: "passes",
+        },
+    ),
+    (
+        "k_longtime",
+        Range {
+            min: 0,
+            max: YEAR,
+            unit: "seconds",
+        },
+    ),
+    (
+        "k_sleep",
+        Range {
+            min: 0,
+            max: YEAR,
+            unit: "seconds",
+        },
+    ),
+    (
+        "k_lock",
+        Range {
+            min: 0,
+            max: YEAR,
+            unit: "seconds",
+        },
+    ),
+    (
+        "k_any_busy_time",
+        Range {
+            min: 0,
+            max: YEAR,
+            unit: "seconds",
+        },
+    ),
+    (
+        "k_each_busy_time",
+        Range {
+            min: 0,
+            max: YEAR,
+            unit: "seconds",
+        },
+    ),
+    (
+        "k_killed_report",
+        Range {
+            min: 0,
+            max: 86_400,
+            unit: "seconds",
+        },
+    ),
+    (
+        "k_query_count",
+        Range {
+            min: 0,
+            max: 1_000_000,
+            unit: "threads",
+        },
+    ),
+];
+
+/// The range of a numeric key (any whole number for a key not listed).
+pub fn range_of(key: &str) -> Range {
+    RANGES
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, r)| *r)
+        .unwrap_or(Range {
+            min: 0,
+            max: u64::MAX,
+            unit: "",
+        })
 }
 
 /// `08:00-22:00` -> window; `None` when malformed.
@@ -1491,5 +1644,43 @@ dry_run=0
             )),
             "{d}"
         );
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    fn with(line: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[settings]\n{}\n[db_info]\na=127.0.0.1:3306\n[db_auth]\nmon=pw\n[db_commconfig]\ndb_puser=mon\n[db_commkill]\n{}\n",
+            if line.starts_with("k_") { "" } else { line },
+            if line.starts_with("k_") { line } else { "" },
+        );
+        Config::parse(Path::new("t.ini"), &text, None)
+    }
+
+    #[test]
+    fn every_numeric_key_rejects_values_out_of_its_range_naming_the_line() {
+        for (key, r) in RANGES {
+            if *key == "run_max_count" || *key == "mail_interval" {
+                continue; // other sections, below
+            }
+            let e = with(&format!("{key}=18446744073709551615")).expect_err(key);
+            assert!(e.to_string().contains("out of range"), "{key}: {e}");
+            assert!(e.line.is_some(), "{key}: {e}");
+            assert!(with(&format!("{key}={}", r.max)).is_ok(), "{key} max");
+            if r.min > 0 {
+                assert!(with(&format!("{key}={}", r.min - 1)).is_err(), "{key} min");
+            }
+            assert!(with(&format!("{key}=-1")).is_err(), "{key} negative");
+        }
+        let e = Config::parse(
+            Path::new("t.ini"),
+            "[db_info]\n[db_auth]\n[db_commconfig]\nrun_max_count=4294967296\n",
+            None,
+        )
+        .expect_err("run_max_count");
+        assert_eq!(e.line, Some(4), "{e}");
     }
 }

@@ -56,6 +56,12 @@ pub enum KillResult {
     NoSession {
         message: String,
     },
+    /// The owner's session is only away for a while (held and waiting for a
+    /// stalled server, or being re-opened after a restart or with `Too many
+    /// connections`): the kill is tried again on the next passes.
+    Pending {
+        message: String,
+    },
     Failed {
         message: String,
     },
@@ -71,7 +77,9 @@ impl KillResult {
             KillResult::Killed { via } => format!("killed (as {via})"),
             KillResult::Gone => "gone (ended by itself)".into(),
             KillResult::DryRun => "dry run".into(),
-            KillResult::NoSession { message } | KillResult::Failed { message } => message.clone(),
+            KillResult::NoSession { message }
+            | KillResult::Pending { message }
+            | KillResult::Failed { message } => message.clone(),
         }
     }
 }

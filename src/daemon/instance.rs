@@ -39,7 +39,7 @@ use crate::report::event::{Event, Followup};
 use crate::report::output;
 use crate::report::reporter::ReportSender;
 use crate::server::killer::KillResult;
-use crate::server::session::{Sessions, Target};
+use crate::server::session::{Sessions, Target, RESYNC_POLL};
 
 /// Never wake up sooner than this after a scan (no busy loop, whatever the rows say).
 pub const MIN_WAKE: Duration = Duration::from_millis(50);
@@ -265,9 +265,17 @@ struct Worker {
     dry_reported: HashMap<u64, ThreadKey>,
     /// Victims no session could kill, already reported once.
     no_session_reported: HashMap<u64, ThreadKey>,
+    /// Victims whose owner's session was not ready yet, already reported once.
+    pending_reported: HashMap<u64, ThreadKey>,
     /// Kills sent and not yet known to have worked (the verify step).
     tracker: Tracker,
     stats: Stats,
+}
+
+/// How long a held session may wait for a stalled server before one of the
+/// others is used to ask whether the server answers at all.
+pub fn stall_patience(read_timeout: Duration) -> Duration {
+    (read_timeout * 5).max(Duration::from_secs(30))
 }
 
 fn max_backoff(cfg: &Config) -> Duration {
@@ -308,6 +316,7 @@ impl Worker {
             next_connect: now,
             dry_reported: HashMap::new(),
             no_session_reported: HashMap::new(),
+            pending_reported: HashMap::new(),
             tracker: Tracker::new(Policy::new(killed_report)),
             stats: Stats::default(),
         }
@@ -397,6 +406,9 @@ impl Worker {
         // Waking every check_interval at least (next_connect) also re-evaluates
         // the time window while outside it.
         let mut wake = self.next_connect.min(self.next_ping);
+        if let Some(t) = self.sessions.next_due() {
+            wake = wake.min(t.max(Instant::now() + MIN_WAKE.min(RESYNC_POLL)));
+        }
         if mode == Mode::Checking {
             wake = wake.min(self.next_counted);
             if let Some(e) = self.early {
@@ -408,9 +420,19 @@ impl Worker {
 
     /// Ping held sessions (every check_interval while checking, every
     /// check_interval * ping_multi otherwise) and re-open missing ones.
+    ///
+    /// While a held session waits for a stalled server, the others are left
+    /// alone: a ping would only stall them too, and a session with nothing
+    /// in flight is usable the moment the server wakes. After
+    /// [`stall_patience`] one ping tells a server that is stalled from one
+    /// that answers while a single connection is stuck; a stuck one is then
+    /// given up and re-opened.
     fn keep_sessions(&mut self, mode: Mode) {
+        self.sessions.poll();
         let now = Instant::now();
         let interval = self.interval();
+        let stalled = self.sessions.stalled_since();
+        let patience = stall_patience(self.sessions.target.read_timeout);
         if now >= self.next_ping {
             let period = if mode == Mode::Checking {
                 interval
@@ -418,12 +440,26 @@ impl Worker {
                 interval * self.cfg.settings.ping_multi
             };
             self.next_ping = now + period;
-            for user in self.sessions.connected_users() {
+            let probe_only = match stalled {
+                Some(t) if now.duration_since(t) < patience => Some(0),
+                Some(_) => Some(1),
+                None => None,
+            };
+            let users = self.sessions.connected_users();
+            let users = match probe_only {
+                Some(n) => &users[..n.min(users.len())],
+                None => &users[..],
+            };
+            for user in users {
                 if self.stopping() {
                     return;
                 }
                 let t = Instant::now();
-                if !self.sessions.ping(&user) {
+                if self.sessions.ping(user) {
+                    if probe_only.is_some() {
+                        self.sessions.give_up_stalled(patience);
+                    }
+                } else {
                     // Re-open it now rather than an interval later.
                     self.next_connect = now;
                     if self.no_answer(t, self.sessions.target.read_timeout) {
@@ -432,8 +468,11 @@ impl Worker {
                 }
             }
         }
-        if now >= self.next_connect {
-            self.next_connect = now + interval;
+        let retry_due = self.sessions.next_due().is_some_and(|t| now >= t);
+        if now >= self.next_connect || retry_due {
+            if now >= self.next_connect {
+                self.next_connect = now + interval;
+            }
             let cfg = self.cfg.clone();
             let limit = self
                 .sessions
@@ -561,6 +600,14 @@ impl Worker {
 
     /// One check pass: scan -> verify -> match -> snapshot -> kill -> report.
     fn pass(&mut self, counted: bool) {
+        if self.sessions.stalled_since().is_some() {
+            // No pass while a held session waits for the server: the scan
+            // would only stall db_puser's session as well (keep_sessions).
+            self.early = None;
+            self.stats.passes += 1;
+            self.fail_pass("the server does not answer; its held sessions wait for it".to_string());
+            return;
+        }
         self.stats.passes += 1;
         if counted {
             self.run_count += 1;
@@ -589,6 +636,7 @@ impl Worker {
         let dry_run = self.inst.dry_run;
         forget_gone(&mut self.dry_reported, &scan.rows);
         forget_gone(&mut self.no_session_reported, &scan.rows);
+        forget_gone(&mut self.pending_reported, &scan.rows);
         let mut skip: HashSet<u64> = self.tracker.ids();
         if dry_run {
             skip.extend(self.dry_reported.keys().copied());
@@ -606,9 +654,10 @@ impl Worker {
         }
 
         // A victim reported as unkillable before needs no new snapshot.
-        let fresh = victims
-            .iter()
-            .any(|v| !self.no_session_reported.contains_key(&v.row.id));
+        let fresh = victims.iter().any(|v| {
+            !self.no_session_reported.contains_key(&v.row.id)
+                && !self.pending_reported.contains_key(&v.row.id)
+        });
         let snapshot = if fresh {
             pass::take_snapshot(
                 &self.inst,
@@ -631,16 +680,18 @@ impl Worker {
                 KillResult::Killed { .. } => {
                     self.stats.kills += 1;
                     self.no_session_reported.remove(&row.id);
+                    self.pending_reported.remove(&row.id);
                 }
                 KillResult::DryRun => {
                     self.dry_reported.insert(row.id, ThreadKey::of(row));
                 }
-                KillResult::NoSession { .. } => {
-                    if self
-                        .no_session_reported
-                        .insert(row.id, ThreadKey::of(row))
-                        .is_some()
-                    {
+                KillResult::NoSession { .. } | KillResult::Pending { .. } => {
+                    let said = if matches!(o.result, KillResult::Pending { .. }) {
+                        &mut self.pending_reported
+                    } else {
+                        &mut self.no_session_reported
+                    };
+                    if said.insert(row.id, ThreadKey::of(row)).is_some() {
                         // Tried again (a session may have come back), said once.
                         continue;
                     }
@@ -651,7 +702,9 @@ impl Worker {
             self.stats.matched += 1;
             let line = output::log_line(&self.dbid, &o);
             match &o.result {
-                KillResult::NoSession { .. } | KillResult::Failed { .. } => log::warn!("{line}"),
+                KillResult::NoSession { .. }
+                | KillResult::Pending { .. }
+                | KillResult::Failed { .. } => log::warn!("{line}"),
                 _ => log::info!("{line}"),
             }
             reported.push(o);
@@ -682,6 +735,7 @@ impl Worker {
             s.state = mode.label().into();
             s.connected = connected;
             s.connected_users = connected_users;
+            s.held_sessions = self.sessions.held_ids();
             s.disconnected_users = disconnected;
             s.last_pass = st.last_pass.map(status::timestamp);
             s.last_pass_ok = st.last_pass_ok;

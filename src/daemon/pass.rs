@@ -106,7 +106,7 @@ pub fn scan_scoped(
         Ok(r) => r,
         Err(e) => {
             // A broken connection must be re-opened next time, not reused.
-            sessions.drop_session(puser, &e.to_string());
+            sessions.connection_failed(puser, &e.to_string());
             return Err(fail(&inst.dbid, e));
         }
     };
@@ -298,7 +298,7 @@ pub fn verify_window(
             Some(Ok(rows)) => rows,
             Some(Err(e)) => {
                 log::warn!("{}: verify: {e}", inst.dbid);
-                sessions.drop_session(&inst.puser, &e.to_string());
+                sessions.connection_failed(&inst.puser, &e.to_string());
                 break;
             }
             None => break,

@@ -31,6 +31,9 @@ pub struct InstanceStatus {
     pub connected: bool,
     /// Users with a live held session.
     pub connected_users: Vec<String>,
+    /// The server thread id of each held session, by user (also of one
+    /// waiting for a stalled server).
+    pub held_sessions: BTreeMap<String, u64>,
     /// Users without one, with the last error.
     pub disconnected_users: BTreeMap<String, String>,
     /// Time of the last check pass (successful or not), RFC 3339 local time.

@@ -31,9 +31,16 @@ use crate::report::reporter::{ReportSender, Reporter};
 
 /// How often the supervisor looks at the config file, the threads and the status.
 const TICK: Duration = Duration::from_millis(200);
-/// A file modified less than this long ago may be half written by an editor:
-/// read it on a later tick.
-const SETTLE: Duration = Duration::from_millis(250);
+/// A changed config file is applied only once it has stayed the same (size,
+/// mtime, inode and content) for this long: a writer that pauses between two
+/// parts (an editor, `cat a b > mysqk.ini`, a config-management run) must not
+/// have its first part taken for the whole file.
+pub const SETTLE: Duration = Duration::from_millis(1500);
+/// The same for a file that would stop watching instances or drop
+/// `[db_auth]` users: closing held sessions costs the most when wrong (during
+/// a `Too many connections` incident they cannot be opened again), so a
+/// truncated file gets the longest look.
+pub const SETTLE_REMOVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct WatchOpts {
@@ -122,15 +129,29 @@ struct FileSig {
 
 /// The config file as the supervisor follows it.
 ///
-/// A reload is triggered by a change of (mtime, size, inode) — an editor that
-/// saves by rename changes the inode, one that rewrites in place changes the
-/// mtime — and only acted on when the content hash changed too, so a `touch`
-/// does not reload and an invalid file is reported once, not every tick.
+/// A change of (mtime, size, inode) — an editor that saves by rename changes
+/// the inode, one that rewrites in place changes the mtime — makes it read
+/// the file. The content becomes a candidate, applied (or rejected) only once
+/// it stayed the same for [`SETTLE`] ([`SETTLE_REMOVAL`] when it removes
+/// instances or users); any change in between starts the wait again. A
+/// `touch` (same content) does nothing, and an invalid file is reported once,
+/// not every tick. SIGHUP applies a valid file at once: the operator says it
+/// is complete.
 struct ConfigFile {
     path: PathBuf,
     sig: Option<FileSig>,
+    /// The content last applied or rejected.
     hash: Option<u64>,
+    pending: Option<Candidate>,
     unreadable: Option<String>,
+}
+
+/// A changed file waiting to prove it is complete.
+struct Candidate {
+    sig: FileSig,
+    hash: u64,
+    since: Instant,
+    parsed: Result<Config, ConfigError>,
 }
 
 fn text_hash(text: &str) -> u64 {
@@ -154,12 +175,29 @@ fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     Config::parse(path, text, env_key.as_deref())
 }
 
+/// The new config stops watching an instance or holding a user's sessions.
+pub fn removes_something(old: &Config, new: &Config) -> bool {
+    old.instances
+        .iter()
+        .any(|i| new.instance(&i.dbid).is_none_or(|n| n.addr() != i.addr()))
+        || old.auth.iter().any(|a| new.password(&a.user).is_none())
+}
+
+/// How long a candidate must stay unchanged before it is acted on.
+pub fn settle_time(current: &Config, parsed: &Result<Config, ConfigError>) -> Duration {
+    match parsed {
+        Ok(new) if removes_something(current, new) => SETTLE_REMOVAL,
+        _ => SETTLE,
+    }
+}
+
 impl ConfigFile {
     fn new(path: &Path) -> ConfigFile {
         ConfigFile {
             path: path.to_path_buf(),
             sig: None,
             hash: None,
+            pending: None,
             unreadable: None,
         }
     }
@@ -182,9 +220,9 @@ impl ConfigFile {
         Ok(cfg)
     }
 
-    /// A new parse result when the file changed since the last look.
-    /// `force` (SIGHUP) re-reads even if the metadata looks unchanged.
-    fn poll(&mut self, force: bool) -> Option<Result<Config, ConfigError>> {
+    /// A new parse result when the file changed and has settled since the
+    /// last look. `force` (SIGHUP) re-reads and acts at once.
+    fn poll(&mut self, current: &Config, force: bool) -> Option<Result<Config, ConfigError>> {
         let sig = match file_sig(&self.path) {
             Ok(s) => s,
             Err(e) => {
@@ -196,30 +234,61 @@ impl ConfigFile {
                     );
                     self.unreadable = Some(msg);
                 }
+                self.pending = None;
                 return None;
             }
         };
         self.unreadable = None;
-        if Some(sig) == self.sig && !force {
-            return None;
+        if !force {
+            if let Some(p) = &self.pending {
+                if p.sig == sig {
+                    if p.since.elapsed() < settle_time(current, &p.parsed) {
+                        return None;
+                    }
+                    // Stable metadata for the whole wait; the content must
+                    // be the one read at the start too.
+                    let text = std::fs::read_to_string(&self.path).ok()?;
+                    let p = self.pending.take()?;
+                    if text_hash(&text) != p.hash {
+                        self.sig = None;
+                        return None;
+                    }
+                    self.sig = Some(sig);
+                    self.hash = Some(p.hash);
+                    return Some(p.parsed);
+                }
+            } else if Some(sig) == self.sig {
+                return None;
+            }
         }
-        let age = SystemTime::now()
-            .duration_since(sig.mtime)
-            .unwrap_or(Duration::MAX);
-        if age < SETTLE && !force {
-            return None;
-        }
-        self.sig = Some(sig);
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) => return Some(Err(self.read_error(e))),
+            Err(e) => {
+                self.pending = None;
+                return force.then(|| Err(self.read_error(e)));
+            }
         };
         let h = text_hash(&text);
         if Some(h) == self.hash {
+            // Touched, or changed and changed back: nothing to do.
+            self.sig = Some(sig);
+            self.pending = None;
             return None;
         }
-        self.hash = Some(h);
-        Some(parse(&self.path, &text))
+        let parsed = parse(&self.path, &text);
+        if force {
+            self.sig = Some(sig);
+            self.hash = Some(h);
+            self.pending = None;
+            return Some(parsed);
+        }
+        self.pending = Some(Candidate {
+            sig,
+            hash: h,
+            since: Instant::now(),
+            parsed,
+        });
+        None
     }
 }
 
@@ -317,7 +386,8 @@ impl Supervisor {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            match self.file.poll(force) {
+            let current = self.cfg.clone();
+            match self.file.poll(&current, force) {
                 Some(Ok(cfg)) => self.apply(cfg),
                 Some(Err(e)) => {
                     log::error!("config reload rejected, keeping the last good config: {e}");

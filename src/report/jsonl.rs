@@ -27,6 +27,7 @@ pub fn result_token(r: &KillResult) -> &'static str {
         KillResult::Gone => "gone",
         KillResult::DryRun => "dry-run",
         KillResult::NoSession { .. } => "no-session",
+        KillResult::Pending { .. } => "pending",
         KillResult::Failed { .. } => "failed",
     }
 }

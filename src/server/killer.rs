@@ -112,7 +112,7 @@ fn kill_batched<'a>(
             }
         }
         if let Some(reason) = broken {
-            sessions.drop_session(owner, &reason);
+            sessions.connection_failed(owner, &reason);
         }
         for (i, r) in done {
             settled[i] = Some(r);
@@ -233,7 +233,7 @@ fn try_via(sessions: &mut Sessions, user: &str, sql: &str) -> Try {
             }),
             None => {
                 let reason = error_text(&e);
-                sessions.drop_session(user, &reason);
+                sessions.connection_failed(user, &reason);
                 Try::Done(KillResult::Failed {
                     message: format!("{sql} as {user}: {reason}"),
                 })
@@ -270,6 +270,14 @@ fn kill_one<'a>(
                 Try::Denied(why) => refusal = why.or(refusal),
             }
         }
+    }
+    if password(owner).is_some() && sessions.coming_back(owner) {
+        return KillResult::Pending {
+            message: format!(
+                "pending: the session of {owner} is not ready yet (server not answering or reconnecting); thread {} is killed when it is",
+                v.row.id
+            ),
+        };
     }
     let mut message = format!("no session can kill thread {} of user {owner}", v.row.id);
     if let Some(why) = refusal {

@@ -4,4 +4,5 @@
 
 pub mod inspector;
 pub mod killer;
+pub mod resync;
 pub mod session;

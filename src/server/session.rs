@@ -2,8 +2,10 @@
 //! connect/read/write timeouts so a server that stops answering can never hang
 //! a thread for longer than `read_timeout`.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
@@ -11,6 +13,7 @@ use mysql::{Conn, OptsBuilder};
 
 use crate::config::crypto::Secret;
 use crate::config::{Config, Instance};
+use crate::server::resync::{self, Progress, Resync, SocketState};
 
 /// Which server family a connection talks to; decides the SQL used for
 /// processlist, lock waits and kills.
@@ -55,6 +58,8 @@ pub enum SessionError {
     Connect {
         addr: String,
         user: String,
+        /// The server's error code (1040: too many connections), if any.
+        code: Option<u16>,
         reason: String,
     },
     #[error("{addr} as {user}: {reason}")]
@@ -63,6 +68,16 @@ pub enum SessionError {
         user: String,
         reason: String,
     },
+}
+
+impl SessionError {
+    /// The server's error code of a refused login.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            SessionError::Connect { code, .. } => *code,
+            SessionError::Query { .. } => None,
+        }
+    }
 }
 
 /// Where and how to connect.
@@ -103,6 +118,12 @@ pub struct Session {
     pub version: String,
     /// Holds SUPER or CONNECTION ADMIN: may kill other users' threads.
     pub can_kill_others: bool,
+    /// A command on it failed without a server error (timeout, protocol):
+    /// it may be out of step with the server and is checked before reuse.
+    /// A `Cell` because the failures are seen where only `&Session` is at hand.
+    suspect: Cell<bool>,
+    /// Being brought back in step after a timeout (see [`resync`]).
+    resync: Option<Resync>,
 }
 
 impl fmt::Debug for Session {
@@ -121,19 +142,22 @@ pub fn error_text(e: &mysql::Error) -> String {
     match e {
         mysql::Error::MySqlError(me) => format!("{} ({})", me.message, me.code),
         other => {
-            let text = other.to_string();
-            // A read/write timeout surfaces as EAGAIN (os error 11) or ETIMEDOUT
-            // deep inside the driver's codec error; say what it means.
-            let timed_out = matches!(other, mysql::Error::IoError(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
-                || text.contains("os error 11)")
-                || text.contains("os error 110)");
-            if timed_out {
+            if is_timeout(other) {
                 "no answer within the timeout (server hung or unreachable)".to_string()
             } else {
-                text
+                other.to_string()
             }
         }
     }
+}
+
+/// A read/write timeout: EAGAIN (os error 11) or ETIMEDOUT, possibly deep
+/// inside the driver's codec error.
+pub fn is_timeout(e: &mysql::Error) -> bool {
+    let text = e.to_string();
+    matches!(e, mysql::Error::IoError(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+        || text.contains("os error 11)")
+        || text.contains("os error 110)")
 }
 
 /// The server error code, when the error came from the server.
@@ -144,12 +168,29 @@ pub fn error_code(e: &mysql::Error) -> Option<u16> {
     }
 }
 
+/// `Too many connections`.
+pub const ER_CON_COUNT_ERROR: u16 = 1040;
+/// `User ... has exceeded the 'max_user_connections' resource`.
+pub const ER_TOO_MANY_USER_CONNECTIONS: u16 = 1203;
+/// `Server shutdown in progress`.
+const ER_SERVER_SHUTDOWN: u16 = 1053;
+
+/// A login refused for want of a free connection slot: one frees whenever
+/// any client disconnects, so it is retried at once, not after a backoff.
+pub fn is_full(code: Option<u16>) -> bool {
+    matches!(
+        code,
+        Some(ER_CON_COUNT_ERROR | ER_TOO_MANY_USER_CONNECTIONS)
+    )
+}
+
 impl Session {
     pub fn open(target: &Target, user: &str, password: &Secret) -> Result<Session, SessionError> {
         let addr = target.addr();
-        let fail = |reason: String| SessionError::Connect {
+        let fail = |e: Option<&mysql::Error>, reason: String| SessionError::Connect {
             addr: addr.clone(),
             user: user.to_string(),
+            code: e.and_then(error_code),
             reason,
         };
         let opts = OptsBuilder::new()
@@ -161,13 +202,18 @@ impl Session {
             .tcp_connect_timeout(Some(target.connect_timeout))
             .read_timeout(Some(target.read_timeout))
             .write_timeout(Some(target.read_timeout))
+            // Keepalive probes tell a peer that is gone (host down, cable cut)
+            // from one that is only slow: a held session that stopped answering
+            // is kept until the kernel says the peer is unreachable.
             .tcp_keepalive_time_ms(Some(10_000))
+            .tcp_keepalive_probe_interval_secs(Some(5))
+            .tcp_keepalive_probe_count(Some(6))
             .stmt_cache_size(Some(0));
-        let mut conn = Conn::new(opts).map_err(|e| fail(error_text(&e)))?;
+        let mut conn = Conn::new(opts).map_err(|e| fail(Some(&e), error_text(&e)))?;
         let (conn_id, version): (u64, String) = conn
             .query_first("SELECT CONNECTION_ID(), VERSION()")
-            .map_err(|e| fail(error_text(&e)))?
-            .ok_or_else(|| fail("no answer to SELECT CONNECTION_ID()".into()))?;
+            .map_err(|e| fail(Some(&e), error_text(&e)))?
+            .ok_or_else(|| fail(None, "no answer to SELECT CONNECTION_ID()".into()))?;
         // A held session must outlive long quiet periods between pings.
         let _ = conn.query_drop("SET SESSION wait_timeout = 86400");
         // MariaDB spells it `CONNECTION ADMIN`, MySQL 8 `CONNECTION_ADMIN`.
@@ -190,10 +236,21 @@ impl Session {
             flavor: flavor_of(&version),
             version,
             can_kill_others,
+            suspect: Cell::new(false),
+            resync: None,
         })
     }
 
+    /// Record a failed command: anything but a server error may have left
+    /// the connection out of step.
+    pub fn note(&self, e: &mysql::Error) {
+        if error_code(e).is_none() {
+            self.suspect.set(true);
+        }
+    }
+
     pub fn query_err(&self, e: &mysql::Error) -> SessionError {
+        self.note(e);
         SessionError::Query {
             addr: self.addr.clone(),
             user: self.user.clone(),
@@ -202,9 +259,113 @@ impl Session {
     }
 
     /// True when the server still answers on this connection.
-    pub fn ping(&mut self) -> bool {
-        self.conn.ping().is_ok()
+    pub fn ping(&mut self) -> Result<(), String> {
+        self.conn.ping().map_err(|e| {
+            self.note(&e);
+            error_text(&e)
+        })
     }
+
+    fn fd(&self) -> RawFd {
+        self.conn.as_raw_fd()
+    }
+
+    /// Waiting for the server to answer (a resync in progress).
+    pub fn is_stalled(&self) -> bool {
+        self.resync.is_some()
+    }
+}
+
+/// How often a connection waiting for a late reply is looked at.
+pub const RESYNC_POLL: Duration = Duration::from_millis(100);
+/// Retry period of a login refused with `Too many connections`.
+pub const FULL_RETRY: Duration = Duration::from_millis(100);
+
+/// What became of a held session when it was looked at.
+enum Health {
+    Ready,
+    /// Held, waiting for the server's late reply.
+    Waiting,
+    /// Given up: the server closed it or it cannot be brought back in step.
+    Lost(String),
+}
+
+/// Look at a held session before it is used: bring a suspect one back in
+/// step, notice one the server closed. Never blocks, except for the one
+/// check query after a resync (bounded by read_timeout).
+fn health(s: &mut Session) -> Health {
+    if s.resync.is_none() {
+        let state = resync::socket_state(s.fd());
+        if !s.suspect.get() && state == SocketState::Quiet {
+            return Health::Ready;
+        }
+        if state == SocketState::Closed {
+            return Health::Lost("closed by the server".into());
+        }
+        let reason = if s.suspect.get() {
+            "a command got no answer within read_timeout"
+        } else {
+            "unexpected bytes from the server"
+        };
+        let nonce = format!("mysqk-resync-{}-{:08x}", s.conn_id, nonce());
+        match Resync::start(s.fd(), &nonce, reason.into()) {
+            Ok(r) => {
+                log::warn!(
+                    "{}: session of {} (id {}) is out of step ({reason}); holding it until the server answers",
+                    s.addr,
+                    s.user,
+                    s.conn_id
+                );
+                s.resync = Some(r);
+            }
+            Err(e) => return Health::Lost(e),
+        }
+    }
+    let fd = s.fd();
+    let Some(r) = s.resync.as_mut() else {
+        return Health::Ready;
+    };
+    match r.advance(fd) {
+        Progress::Waiting => Health::Waiting,
+        Progress::Lost(why) => Health::Lost(why),
+        Progress::InStep => {
+            let (since, discarded) = (r.since, r.discarded);
+            s.resync = None;
+            s.suspect.set(false);
+            match s.conn.query_first::<u64, _>("SELECT CONNECTION_ID()") {
+                Ok(Some(id)) if id == s.conn_id => {
+                    log::info!(
+                        "{}: session of {} (id {}) answers again after {:.1} s: same connection, {discarded} bytes of late replies discarded",
+                        s.addr,
+                        s.user,
+                        s.conn_id,
+                        since.elapsed().as_secs_f64()
+                    );
+                    Health::Ready
+                }
+                Ok(_) => Health::Lost("answers out of step after a resync".into()),
+                Err(e) if is_timeout(&e) => {
+                    // Stalled again right away: start over, the socket is still open.
+                    s.suspect.set(true);
+                    Health::Waiting
+                }
+                Err(e) => Health::Lost(error_text(&e)),
+            }
+        }
+    }
+}
+
+/// A value that differs between resyncs, so a marker from an earlier one
+/// (or another session's, seen in a processlist) is never taken for this one.
+fn nonce() -> u32 {
+    let mut b = [0u8; 4];
+    if getrandom::getrandom(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return t.subsec_nanos();
+    }
+    u32::from_le_bytes(b)
 }
 
 /// A held session slot: the connection if open, and when to try again if not.
@@ -212,6 +373,10 @@ impl Session {
 pub struct Slot {
     pub session: Option<Session>,
     pub last_error: Option<String>,
+    /// The server's error code of the last failed login, if it gave one.
+    last_code: Option<u16>,
+    /// A login was tried at least once.
+    tried: bool,
     next_attempt: Instant,
     backoff: Duration,
 }
@@ -221,8 +386,28 @@ impl Slot {
         Slot {
             session: None,
             last_error: None,
+            last_code: None,
+            tried: false,
             next_attempt: Instant::now(),
             backoff: Duration::ZERO,
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| !s.is_stalled())
+    }
+
+    /// The session is only away for a while: held and waiting for the
+    /// server, or being re-opened after a failure that passes (server
+    /// restarting, network, no free slot). Not: a refused login.
+    fn coming_back(&self) -> bool {
+        match &self.session {
+            Some(_) => true,
+            None => {
+                !self.tried
+                    || matches!(self.last_code, None | Some(ER_SERVER_SHUTDOWN))
+                    || is_full(self.last_code)
+            }
         }
     }
 }
@@ -245,21 +430,52 @@ impl Sessions {
         }
     }
 
+    /// Look at one slot's session: drop it if gone, keep it if waiting.
+    fn check(&mut self, user: &str) {
+        let Some(slot) = self.slots.get_mut(user) else {
+            return;
+        };
+        let Some(s) = slot.session.as_mut() else {
+            return;
+        };
+        match health(s) {
+            Health::Ready | Health::Waiting => {}
+            Health::Lost(why) => {
+                log::warn!(
+                    "{}: session of {user} (id {}) lost: {why}; will reconnect",
+                    s.addr,
+                    s.conn_id
+                );
+                slot.session = None;
+                slot.last_error = Some(format!("connection lost: {why}"));
+                slot.last_code = None;
+                slot.next_attempt = Instant::now();
+            }
+        }
+    }
+
     /// Open (or re-open, respecting the backoff) the session of `user`.
-    /// Returns the session if one is live afterwards.
+    /// Returns the session if one is live and in step afterwards. A held
+    /// session waiting for the server is never replaced by a new login.
     pub fn ensure(&mut self, user: &str, password: &Secret) -> Option<&mut Session> {
-        let slot = self
-            .slots
+        self.slots
             .entry(user.to_string())
             .or_insert_with(Slot::empty);
+        self.check(user);
+        let max_backoff = self.max_backoff;
+        let slot = self.slots.get_mut(user)?;
+        let mut back = false;
         if slot.session.is_none() && Instant::now() >= slot.next_attempt {
+            slot.tried = true;
             match Session::open(&self.target, user, password) {
                 Ok(s) => {
                     if slot.last_error.is_some() {
                         log::info!("{}: session of {user} re-opened (id {})", s.addr, s.conn_id);
+                        back = true;
                     }
                     slot.session = Some(s);
                     slot.last_error = None;
+                    slot.last_code = None;
                     slot.backoff = Duration::ZERO;
                 }
                 Err(e) => {
@@ -267,67 +483,129 @@ impl Sessions {
                     if slot.last_error.as_deref() != Some(msg.as_str()) {
                         log::warn!("{msg}");
                     }
+                    let code = e.code();
                     slot.last_error = Some(msg);
-                    slot.backoff =
-                        (slot.backoff * 2).clamp(Duration::from_secs(1), self.max_backoff);
+                    slot.last_code = code;
+                    if is_full(code) {
+                        slot.backoff = FULL_RETRY;
+                    } else {
+                        slot.backoff =
+                            (slot.backoff * 2).clamp(Duration::from_secs(1), max_backoff);
+                    }
                     slot.next_attempt = Instant::now() + slot.backoff;
                 }
             }
         }
-        slot.session.as_mut()
-    }
-
-    /// Ping one user's open session, dropping it if dead. True when it is
-    /// live afterwards. (`watch` pings user by user so a stop request is
-    /// noticed between two pings of a hung server, each bounded by read_timeout.)
-    pub fn ping(&mut self, user: &str) -> bool {
-        let Some(slot) = self.slots.get_mut(user) else {
-            return false;
-        };
-        let Some(s) = slot.session.as_mut() else {
-            return false;
-        };
-        if s.ping() {
-            return true;
-        }
-        log::warn!(
-            "{}: session of {user} (id {}) lost; will reconnect",
-            s.addr,
-            s.conn_id
-        );
-        slot.session = None;
-        slot.last_error = Some("connection lost".into());
-        false
-    }
-
-    /// Ping every open session; drop the dead ones so `ensure` re-opens them.
-    pub fn ping_all(&mut self) {
-        for (user, slot) in self.slots.iter_mut() {
-            if let Some(s) = slot.session.as_mut() {
-                if !s.ping() {
-                    log::warn!(
-                        "{}: session of {user} (id {}) lost; will reconnect",
-                        s.addr,
-                        s.conn_id
-                    );
-                    slot.session = None;
-                    slot.last_error = Some("connection lost".into());
+        if back {
+            // The server answers logins again (restarted, reachable): the
+            // other users' sessions are re-opened now, not at the end of
+            // their own backoff, so no victim waits for its owner's session.
+            for (u, other) in self.slots.iter_mut() {
+                if u != user && other.session.is_none() {
+                    other.next_attempt = Instant::now();
                 }
             }
         }
+        self.slots
+            .get_mut(user)
+            .and_then(|s| s.session.as_mut())
+            .filter(|s| !s.is_stalled())
     }
 
-    /// Forget a session after a network-level failure on it.
-    pub fn drop_session(&mut self, user: &str, reason: &str) {
-        if let Some(slot) = self.slots.get_mut(user) {
-            if slot.session.take().is_some() {
-                log::warn!(
-                    "{}: session of {user} dropped: {reason}",
-                    self.target.addr()
-                );
+    /// Ping one user's session. True when it answered; a timeout keeps the
+    /// session (held, brought back in step when the server answers); only a
+    /// closed connection is dropped.
+    pub fn ping(&mut self, user: &str) -> bool {
+        self.check(user);
+        let Some(s) = self.get(user) else {
+            return false;
+        };
+        match s.ping() {
+            Ok(()) => true,
+            Err(why) => {
+                self.connection_failed(user, &why);
+                false
             }
-            slot.last_error = Some(reason.to_string());
         }
+    }
+
+    /// A command on `user`'s session failed without a server error. The
+    /// session is dropped only if the server closed it; otherwise it is held
+    /// and brought back in step (a timeout on a live socket is a server that
+    /// stalled or a slow reply, not a lost session).
+    pub fn connection_failed(&mut self, user: &str, reason: &str) {
+        if let Some(s) = self.slots.get_mut(user).and_then(|s| s.session.as_mut()) {
+            log::debug!("{}: session of {user}: {reason}", s.addr);
+            s.suspect.set(true);
+        }
+        self.check(user);
+    }
+
+    /// Look at every held session: finish resyncs whose late replies have
+    /// arrived, drop the ones the server closed. Never blocks long.
+    pub fn poll(&mut self) {
+        let users: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.session.as_ref().is_some_and(Session::is_stalled))
+            .map(|(u, _)| u.clone())
+            .collect();
+        for u in users {
+            self.check(&u);
+        }
+    }
+
+    /// Another session just answered, so the server is alive: a session
+    /// still waiting after `patience` is stuck (its command hangs inside the
+    /// server), not stalled with it. Give it up so it is re-opened.
+    pub fn give_up_stalled(&mut self, patience: Duration) {
+        for (user, slot) in self.slots.iter_mut() {
+            let Some(s) = slot.session.as_ref() else {
+                continue;
+            };
+            let Some(r) = s.resync.as_ref() else { continue };
+            if r.since.elapsed() >= patience {
+                log::warn!(
+                    "{}: session of {user} (id {}) has waited {} s while the server answers others; closing it, will reconnect",
+                    s.addr,
+                    s.conn_id,
+                    r.since.elapsed().as_secs()
+                );
+                slot.session = None;
+                slot.last_error = Some("stuck: no answer while the server answered others".into());
+                slot.last_code = None;
+                slot.next_attempt = Instant::now();
+            }
+        }
+    }
+
+    /// Since when the oldest held session has been waiting for the server.
+    pub fn stalled_since(&self) -> Option<Instant> {
+        self.slots
+            .values()
+            .filter_map(|s| s.session.as_ref()?.resync.as_ref().map(|r| r.since))
+            .min()
+    }
+
+    /// When something is due: a resync to look at, a login to retry.
+    pub fn next_due(&self) -> Option<Instant> {
+        let retry = self
+            .slots
+            .values()
+            .filter(|s| s.session.is_none() && s.tried)
+            .map(|s| s.next_attempt)
+            .min();
+        let resync = self.stalled_since().map(|_| Instant::now() + RESYNC_POLL);
+        retry.into_iter().chain(resync).min()
+    }
+
+    /// `user`'s session is away only for a while (held and waiting, or
+    /// being re-opened after a passing failure): a victim of this user is
+    /// pending, not unkillable.
+    pub fn coming_back(&self, user: &str) -> bool {
+        self.slots
+            .get(user)
+            .is_none_or(|s| !s.ready() && s.coming_back())
     }
 
     /// Stop holding `user`'s session (the user left `[db_auth]`).
@@ -335,11 +613,17 @@ impl Sessions {
         self.slots.remove(user);
     }
 
+    /// `user`'s session if it is open and in step.
     pub fn get(&mut self, user: &str) -> Option<&mut Session> {
-        self.slots.get_mut(user).and_then(|s| s.session.as_mut())
+        self.check(user);
+        self.slots
+            .get_mut(user)
+            .and_then(|s| s.session.as_mut())
+            .filter(|s| !s.is_stalled())
     }
 
-    /// Connection ids of every held session: never victims.
+    /// Connection ids of every held session (also those waiting for the
+    /// server): never victims.
     pub fn own_ids(&self) -> std::collections::HashSet<u64> {
         self.slots
             .values()
@@ -348,27 +632,44 @@ impl Sessions {
             .collect()
     }
 
-    /// Users with a live session.
+    /// The server thread id of every held session (also one waiting for the
+    /// server), by user: what a DBA looks for in the processlist.
+    pub fn held_ids(&self) -> BTreeMap<String, u64> {
+        self.slots
+            .iter()
+            .filter_map(|(u, s)| Some((u.clone(), s.session.as_ref()?.conn_id)))
+            .collect()
+    }
+
+    /// Users with a live session in step.
     pub fn connected_users(&self) -> Vec<String> {
         self.slots
             .iter()
-            .filter(|(_, s)| s.session.is_some())
+            .filter(|(_, s)| s.ready())
             .map(|(u, _)| u.clone())
             .collect()
     }
 
-    /// Users without a live session, with the last error.
+    /// Users without a usable session, with the last error (or why a held
+    /// one is waiting).
     pub fn errors(&self) -> Vec<(String, String)> {
         self.slots
             .iter()
-            .filter(|(_, s)| s.session.is_none())
+            .filter(|(_, s)| !s.ready())
             .map(|(u, s)| {
-                (
-                    u.clone(),
-                    s.last_error
+                let why = match s.session.as_ref().and_then(|s| s.resync.as_ref()) {
+                    Some(r) => format!(
+                        "held (id {}), waiting for the server for {} s: {}",
+                        s.session.as_ref().map_or(0, |s| s.conn_id),
+                        r.since.elapsed().as_secs(),
+                        r.reason
+                    ),
+                    None => s
+                        .last_error
                         .clone()
                         .unwrap_or_else(|| "not connected".into()),
-                )
+                };
+                (u.clone(), why)
             })
             .collect()
     }
@@ -377,7 +678,7 @@ impl Sessions {
     pub fn privileged_users(&self) -> Vec<String> {
         self.slots
             .iter()
-            .filter(|(_, s)| s.session.as_ref().is_some_and(|s| s.can_kill_others))
+            .filter(|(_, s)| s.ready() && s.session.as_ref().is_some_and(|s| s.can_kill_others))
             .map(|(u, _)| u.clone())
             .collect()
     }

@@ -295,3 +295,116 @@ pub fn is_mode_0600(p: &Path) -> bool {
         .map(|m| m.permissions().mode() & 0o777 == 0o600)
         .unwrap_or(false)
 }
+
+/// An application connection pool that grabs every free slot again within
+/// milliseconds, as a real one does during an incident: it keeps logging
+/// in as `user` until the server says `Too many connections`, and goes on
+/// trying, so a slot freed by a kill (or by anyone) is taken back at once.
+pub struct RefillingPool {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    state: std::sync::Arc<std::sync::Mutex<PoolState>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+pub struct PoolState {
+    /// Server thread ids of the connections opened (live or since killed).
+    pub ids: Vec<u64>,
+    /// Logins refused with 1040.
+    pub refused: u64,
+}
+
+impl RefillingPool {
+    /// A pool with no size limit: it holds every slot the server has.
+    pub fn start(srv: &Server, user: &User) -> RefillingPool {
+        RefillingPool::sized(srv, user, None)
+    }
+
+    /// A pool of at most `max` connections (when given) that notices its
+    /// killed or broken connections (every 20 ms, by looking at the socket:
+    /// a ping would reset the connection's idle time) and replaces them.
+    pub fn sized(srv: &Server, user: &User, max: Option<usize>) -> RefillingPool {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let state = std::sync::Arc::new(std::sync::Mutex::new(PoolState::default()));
+        let opts = srv
+            .opts(&user.name, &user.pw)
+            .tcp_connect_timeout(Some(Duration::from_millis(500)));
+        let (stop2, state2) = (stop.clone(), state.clone());
+        let thread = std::thread::spawn(move || {
+            let mut conns: Vec<mysql::Conn> = Vec::new();
+            while !stop2.load(Ordering::SeqCst) {
+                if max.is_some_and(|m| conns.len() >= m) {
+                    std::thread::sleep(Duration::from_millis(20));
+                    conns.retain(|c| !closed_by_server(c));
+                    continue;
+                }
+                match mysql::Conn::new(opts.clone()) {
+                    Ok(c) => {
+                        state2
+                            .lock()
+                            .unwrap()
+                            .ids
+                            .push(u64::from(c.connection_id()));
+                        conns.push(c);
+                    }
+                    Err(mysql::Error::MySqlError(e)) if e.code == 1040 => {
+                        state2.lock().unwrap().refused += 1;
+                    }
+                    Err(_) => {}
+                }
+                // The pool's own pace: a retry every few milliseconds.
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        });
+        RefillingPool {
+            stop,
+            state,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.state.lock().unwrap().ids.clone()
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.state.lock().unwrap().refused
+    }
+
+    /// Wait until the pool holds `n` connections (opened since it started).
+    pub fn wait_opened(&self, n: usize) {
+        crate::support::wait_until(Duration::from_secs(20), "the pool fills", || {
+            self.ids().len() >= n
+        });
+    }
+
+    /// Wait until the pool holds every slot: a login of its was refused.
+    pub fn wait_full(&self) {
+        crate::support::wait_until(Duration::from_secs(20), "the pool fills the server", || {
+            self.refused() > 0
+        });
+    }
+}
+
+impl Drop for RefillingPool {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The server closed this idle connection (killed, or the server went away):
+/// its socket is readable (an error packet or end of file).
+fn closed_by_server(c: &mysql::Conn) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: c.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut p, 1, 0) != 0 }
+}

@@ -1,0 +1,287 @@
+//! The held sessions survive the incident (issue 13). On a dedicated MariaDB
+//! that the test stalls or crashes: a `SIGSTOP` longer than `read_timeout`
+//! while an application pool holds every slot, a `kill -9` and restart with a
+//! pool refilling the slots. On the shared server: an ini written in two
+//! parts is never applied half-way; numbers out of range are config errors,
+//! on start and on reload, never a panic.
+
+mod support;
+mod watch_harness;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{mysqk_bin, run_with_timeout, server, Server, ServerOpts};
+use watch_harness::{count_lines, RefillingPool, Setup, Watch};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn held(w: &Watch, dbid: &str) -> Value {
+    w.inst(dbid)["held_sessions"].clone()
+}
+
+fn is_connected(st: &Value, dbid: &str, users: &[&str]) -> bool {
+    let i = &st["instances"][dbid];
+    users.iter().all(|u| {
+        i["connected_users"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == u))
+    })
+}
+
+/// The incident of issue 13: the server is frozen for 3 x read_timeout while
+/// a pool holds every slot, so no new login can succeed afterwards. The held
+/// sessions must be the same ones (same server thread ids) after the stall,
+/// and a live edit must clear the storm through them within 2 intervals.
+#[test]
+fn a_stall_keeps_the_held_sessions_and_a_live_edit_then_clears_the_storm() {
+    let s = Server::start(ServerOpts {
+        max_connections: 12,
+        ..ServerOpts::default()
+    });
+    let t = Setup::new(&[&s]);
+    let (interval, read_timeout) = (2u64, 2u64);
+    let ini = |commkill: &str| {
+        t.ini_text(
+            &format!("check_interval={interval}\nread_timeout={read_timeout}"),
+            &[("x", s.addr())],
+            "run_max_count=999",
+            commkill,
+            "",
+        )
+    };
+    t.write(&ini("k_user=none"));
+    let mut w = Watch::start(&t);
+    w.wait_connected(&["x"], &[&t.app1, &t.mon]);
+    let before = held(&w, "x");
+    assert!(before[t.app1.name.as_str()].is_u64(), "{before}");
+
+    let pool = RefillingPool::start(&s, &t.app1);
+    pool.wait_full();
+    s.sigstop();
+    let stopped = Instant::now();
+    w.wait_status(
+        SECS(read_timeout * 3),
+        "a held session waiting for the stalled server",
+        |st| {
+            st["instances"]["x"]["disconnected_users"]
+                .as_object()
+                .is_some_and(|m| {
+                    m.values()
+                        .any(|v| v.as_str().is_some_and(|v| v.contains("held")))
+                })
+        },
+    );
+    // The incident's length, not a synchronisation: the server stays frozen.
+    std::thread::sleep(
+        (stopped + SECS(3 * read_timeout)).saturating_duration_since(Instant::now()),
+    );
+    s.sigcont();
+    let users = [t.app1.name.as_str(), t.mon.name.as_str()];
+    w.wait_status(SECS(15), "the held sessions in step again", |st| {
+        is_connected(st, "x", &users)
+    });
+    assert_eq!(
+        held(&w, "x"),
+        before,
+        "the same server threads after the stall"
+    );
+    assert!(pool.refused() > 0);
+
+    // The DBA's live edit: kill app1's sleepers (the pool's connections).
+    let victims: Vec<u64> = pool.ids();
+    t.write(&ini(&format!("k_user={}\nk_sleep=1", t.app1.name)));
+    w.wait_log(SECS(15), "config reloaded");
+    let applied = Instant::now();
+    support::wait_until(SECS(20), "the pool's connections killed", || {
+        let live: Vec<u64> = s.processlist().iter().map(|r| r.0).collect();
+        victims.iter().all(|id| !live.contains(id))
+    });
+    let took = applied.elapsed();
+    assert!(
+        took <= SECS(2 * interval),
+        "storm cleared {took:?} after the reload (> 2 intervals)\n{}",
+        w.log_text()
+    );
+    let log = w.log_text();
+    assert_eq!(count_lines(&log, "no session can kill"), 0, "{log}");
+    assert_eq!(count_lines(&log, "pending:"), 0, "{log}");
+    assert_eq!(count_lines(&log, "will reconnect"), 0, "{log}");
+    assert!(log.contains("answers again"), "{log}");
+    assert!(
+        log.contains(&format!("killed (as {})", t.app1.name)),
+        "killed through app1's own held session:\n{log}"
+    );
+    assert_eq!(held(&w, "x"), before);
+    drop(pool);
+    assert!(w.terminate(SECS(10)).success());
+}
+
+/// `kill -9` and restart on the same datadir and port while a pool refills
+/// its connections: the owners' sessions come back and the sleepers are
+/// killed, without a single "no session can kill" report in between.
+#[test]
+fn a_restart_with_a_refilling_pool_gives_no_false_no_session_report() {
+    let s = Server::start(ServerOpts {
+        max_connections: 14,
+        ..ServerOpts::default()
+    });
+    let t = Setup::new(&[&s]);
+    // The accounts must survive a kill -9 of the server.
+    s.exec("FLUSH TABLES");
+    t.write(&t.ini_text(
+        "connect_timeout=1\nread_timeout=2",
+        &[("x", s.addr())],
+        "run_max_count=999",
+        &format!("k_user={}\nk_sleep=2", t.app1.name),
+        "",
+    ));
+    let mut w = Watch::start(&t);
+    w.wait_connected(&["x"], &[&t.app1, &t.mon]);
+    let pool = RefillingPool::sized(&s, &t.app1, Some(8));
+    pool.wait_opened(8);
+    w.wait_status(SECS(20), "sleepers killed before the crash", |st| {
+        st["instances"]["x"]["kills"].as_u64() >= Some(4)
+    });
+
+    s.kill9();
+    w.wait_status(SECS(20), "the instance notices the crash", |st| {
+        st["instances"]["x"]["connected"] == false
+    });
+    let kills_before = w.inst("x")["kills"].as_u64().unwrap_or(0);
+    s.restart();
+    let opened_before = pool.ids().len();
+    pool.wait_opened(opened_before + 8);
+    let users = [t.app1.name.as_str(), t.mon.name.as_str()];
+    w.wait_status(SECS(20), "sessions back and sleepers killed again", |st| {
+        is_connected(st, "x", &users)
+            && st["instances"]["x"]["kills"].as_u64() >= Some(kills_before + 8)
+    });
+    let log = w.log_text();
+    assert_eq!(count_lines(&log, "no session can kill"), 0, "{log}");
+    for id in pool.ids() {
+        let needle = format!("thread {id} is killed when");
+        assert!(count_lines(&log, &needle) <= 1, "pending said once: {log}");
+    }
+    drop(pool);
+    assert!(w.terminate(SECS(10)).success());
+}
+
+/// The ini of `instances` with `[db_info]` last, as (text before the last
+/// instance line, that line): the issue's half-written file is the first part.
+fn db_info_last(t: &Setup, instances: &[(&str, String)], commkill: &str) -> (String, String) {
+    let full = t.ini_text("", instances, "run_max_count=999", commkill, "");
+    let start = full.find("[db_info]").expect("[db_info]");
+    let end = start + full[start..].find("\n\n").expect("end of [db_info]");
+    let block = &full[start..end];
+    let text = format!("{}{}{}\n", &full[..start], &full[end..], block);
+    let cut = text
+        .rfind('\n')
+        .and_then(|e| text[..e].rfind('\n'))
+        .expect("last line")
+        + 1;
+    (text[..cut].to_string(), text[cut..].to_string())
+}
+
+#[test]
+fn an_ini_written_in_two_parts_is_never_applied_half_way() {
+    let t = Setup::new(&[server()]);
+    let instances = [("m1", server().addr()), ("m2", server().addr())];
+    let (head, tail) = db_info_last(&t, &instances, "k_user=none\nk_longtime=10");
+    t.write(&format!("{head}{tail}"));
+    let mut w = Watch::start(&t);
+    w.wait_connected(&["m1", "m2"], &[&t.app1, &t.mon]);
+    let m2_before = held(&w, "m2");
+
+    // The writer: the first part (without m2), a pause, then the rest.
+    for round in 0..2 {
+        let (head, tail) = db_info_last(
+            &t,
+            &instances,
+            &format!("k_user=none\nk_longtime={}", 20 + round),
+        );
+        let path = t.ini_path();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .expect("open ini");
+        std::io::Write::write_all(&mut f, head.as_bytes()).expect("write");
+        std::thread::sleep(Duration::from_millis(600));
+        std::io::Write::write_all(&mut f, tail.as_bytes()).expect("write");
+        drop(f);
+        let reloads = round + 1;
+        support::wait_until(SECS(15), "the reload of the whole file", || {
+            count_lines(&w.log_text(), "config reloaded from") >= reloads
+        });
+    }
+    let log = w.log_text();
+    assert_eq!(count_lines(&log, "config reloaded from"), 2, "{log}");
+    assert_eq!(count_lines(&log, "no longer watching"), 0, "{log}");
+    assert_eq!(count_lines(&log, "config reload rejected"), 0, "{log}");
+    assert_eq!(held(&w, "m2"), m2_before, "m2's held sessions never closed");
+    assert!(w.terminate(SECS(10)).success());
+}
+
+fn with_settings(t: &Setup, settings: &str) -> String {
+    t.ini_text(
+        settings,
+        &[("x", server().addr())],
+        "run_max_count=999",
+        "k_user=none",
+        "",
+    )
+}
+
+#[test]
+fn numbers_out_of_range_are_rejected_on_start_and_on_reload_never_a_panic() {
+    let t = Setup::new(&[server()]);
+    // On start: exit 2, the line and key named.
+    for bad in [
+        "check_interval=18446744073709551615",
+        "read_timeout=0",
+        "ping_multi=99999",
+    ] {
+        t.write(&with_settings(&t, bad));
+        let out = run_with_timeout(
+            mysqk_bin().arg("watch").arg("-c").arg(t.ini_path()),
+            SECS(20),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        let key = bad.split('=').next().unwrap_or_default();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(
+            err.contains("out of range") && err.contains(key),
+            "{bad}: {err}"
+        );
+        assert!(err.contains("mysqk.ini:"), "names the line: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+
+    // On reload: rejected, the last good config stays, SIGTERM still stops it.
+    t.write(&with_settings(&t, ""));
+    let mut w = Watch::start(&t);
+    w.wait_connected(&["x"], &[&t.app1, &t.mon]);
+    for (n, bad) in [
+        "check_interval=18446744073709551615",
+        "read_timeout=18446744073709551615",
+    ]
+    .iter()
+    .enumerate()
+    {
+        t.write(&with_settings(&t, bad));
+        support::wait_until(SECS(15), "the reload rejected", || {
+            count_lines(&w.log_text(), "config reload rejected") > n
+        });
+        w.assert_running();
+    }
+    let log = w.log_text();
+    assert!(log.contains("out of range"), "{log}");
+    let passes = w.inst("x")["passes"].as_u64().unwrap_or(0);
+    w.wait_status(SECS(10), "passes go on with the last good config", |st| {
+        st["instances"]["x"]["passes"].as_u64() > Some(passes + 1)
+    });
+    let st = w.terminate(SECS(15));
+    assert!(st.success(), "{st}\n{}", w.log_text());
+    assert!(!w.log_text().contains("panicked"));
+}
