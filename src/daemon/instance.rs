@@ -727,7 +727,10 @@ impl Worker {
 
     fn publish(&self, mode: Mode) {
         let connected_users = self.sessions.connected_users();
-        let connected = connected_users.contains(&self.inst.puser);
+        // Checkable: db_puser's session in step, and no held session waiting
+        // for a stalled server (no pass runs then).
+        let connected =
+            connected_users.contains(&self.inst.puser) && self.sessions.stalled_since().is_none();
         let disconnected = self.sessions.errors().into_iter().collect();
         let st = &self.stats;
         self.board.update(&self.dbid, self.generation, |s| {

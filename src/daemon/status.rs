@@ -27,7 +27,8 @@ pub struct InstanceStatus {
     /// `starting`, `checking`, `keep-alive` (run_max_count 0 or used up),
     /// `outside-window`, `stopped`.
     pub state: String,
-    /// The `db_puser` session is live: the instance can be checked.
+    /// The `db_puser` session is live and in step, and no held session is
+    /// waiting for a stalled server: the instance can be checked.
     pub connected: bool,
     /// Users with a live held session.
     pub connected_users: Vec<String>,

@@ -58,8 +58,10 @@ pub enum SessionError {
     Connect {
         addr: String,
         user: String,
-        /// The server's error code (1040: too many connections), if any.
+        /// The server's error code, if it gave one.
         code: Option<u16>,
+        /// Refused for want of a free slot ([`is_full`]).
+        full: bool,
         reason: String,
     },
     #[error("{addr} as {user}: {reason}")]
@@ -77,6 +79,11 @@ impl SessionError {
             SessionError::Connect { code, .. } => *code,
             SessionError::Query { .. } => None,
         }
+    }
+
+    /// A login refused for want of a free slot.
+    pub fn is_full(&self) -> bool {
+        matches!(self, SessionError::Connect { full: true, .. })
     }
 }
 
@@ -175,13 +182,22 @@ pub const ER_TOO_MANY_USER_CONNECTIONS: u16 = 1203;
 /// `Server shutdown in progress`.
 const ER_SERVER_SHUTDOWN: u16 = 1053;
 
-/// A login refused for want of a free connection slot: one frees whenever
-/// any client disconnects, so it is retried at once, not after a backoff.
-pub fn is_full(code: Option<u16>) -> bool {
-    matches!(
-        code,
-        Some(ER_CON_COUNT_ERROR | ER_TOO_MANY_USER_CONNECTIONS)
-    )
+/// `User ... has exceeded the '<resource>' resource` (per-account limits).
+pub const ER_USER_LIMIT_REACHED: u16 = 1226;
+
+/// A login refused for want of a free connection slot (the server's
+/// `max_connections`, or the account's `max_user_connections`): one frees
+/// whenever a client disconnects, so it is retried at once, not after a
+/// backoff. (1226 is also used for hourly limits; those are not slots.)
+pub fn is_full(e: &mysql::Error) -> bool {
+    match e {
+        mysql::Error::MySqlError(me) => match me.code {
+            ER_CON_COUNT_ERROR | ER_TOO_MANY_USER_CONNECTIONS => true,
+            ER_USER_LIMIT_REACHED => me.message.contains("max_user_connections"),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 impl Session {
@@ -191,6 +207,7 @@ impl Session {
             addr: addr.clone(),
             user: user.to_string(),
             code: e.and_then(error_code),
+            full: e.is_some_and(is_full),
             reason,
         };
         let opts = OptsBuilder::new()
@@ -375,6 +392,8 @@ pub struct Slot {
     pub last_error: Option<String>,
     /// The server's error code of the last failed login, if it gave one.
     last_code: Option<u16>,
+    /// The last login was refused for want of a free slot.
+    last_full: bool,
     /// A login was tried at least once.
     tried: bool,
     next_attempt: Instant,
@@ -387,6 +406,7 @@ impl Slot {
             session: None,
             last_error: None,
             last_code: None,
+            last_full: false,
             tried: false,
             next_attempt: Instant::now(),
             backoff: Duration::ZERO,
@@ -405,8 +425,8 @@ impl Slot {
             Some(_) => true,
             None => {
                 !self.tried
+                    || self.last_full
                     || matches!(self.last_code, None | Some(ER_SERVER_SHUTDOWN))
-                    || is_full(self.last_code)
             }
         }
     }
@@ -483,10 +503,10 @@ impl Sessions {
                     if slot.last_error.as_deref() != Some(msg.as_str()) {
                         log::warn!("{msg}");
                     }
-                    let code = e.code();
                     slot.last_error = Some(msg);
-                    slot.last_code = code;
-                    if is_full(code) {
+                    slot.last_code = e.code();
+                    slot.last_full = e.is_full();
+                    if slot.last_full {
                         slot.backoff = FULL_RETRY;
                     } else {
                         slot.backoff =

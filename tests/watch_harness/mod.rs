@@ -310,8 +310,15 @@ pub struct RefillingPool {
 pub struct PoolState {
     /// Server thread ids of the connections opened (live or since killed).
     pub ids: Vec<u64>,
-    /// Logins refused with 1040.
+    /// Logins refused for want of a slot: 1040 (max_connections), 1203 or
+    /// 1226 (max_user_connections).
     pub refused: u64,
+    /// No new logins while set.
+    pub paused: bool,
+    /// Connections to close (the pool's own, oldest first) at its next turn.
+    pub to_close: usize,
+    /// Connections held now.
+    pub live: usize,
 }
 
 impl RefillingPool {
@@ -334,7 +341,13 @@ impl RefillingPool {
         let thread = std::thread::spawn(move || {
             let mut conns: Vec<mysql::Conn> = Vec::new();
             while !stop2.load(Ordering::SeqCst) {
-                if max.is_some_and(|m| conns.len() >= m) {
+                let (paused, close) = {
+                    let mut st = state2.lock().unwrap();
+                    st.live = conns.len();
+                    (st.paused, std::mem::take(&mut st.to_close))
+                };
+                conns.drain(..close.min(conns.len()));
+                if paused || max.is_some_and(|m| conns.len() >= m) {
                     std::thread::sleep(Duration::from_millis(20));
                     conns.retain(|c| !closed_by_server(c));
                     continue;
@@ -348,7 +361,7 @@ impl RefillingPool {
                             .push(u64::from(c.connection_id()));
                         conns.push(c);
                     }
-                    Err(mysql::Error::MySqlError(e)) if e.code == 1040 => {
+                    Err(mysql::Error::MySqlError(e)) if matches!(e.code, 1040 | 1203 | 1226) => {
                         state2.lock().unwrap().refused += 1;
                     }
                     Err(_) => {}
@@ -366,6 +379,19 @@ impl RefillingPool {
 
     pub fn ids(&self) -> Vec<u64> {
         self.state.lock().unwrap().ids.clone()
+    }
+
+    pub fn pause(&self) {
+        self.state.lock().unwrap().paused = true;
+    }
+
+    /// Close `n` of the pool's connections (it opens new ones unless paused).
+    pub fn close(&self, n: usize) {
+        self.state.lock().unwrap().to_close += n;
+    }
+
+    pub fn live(&self) -> usize {
+        self.state.lock().unwrap().live
     }
 
     pub fn refused(&self) -> u64 {
