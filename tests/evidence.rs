@@ -615,3 +615,141 @@ fn a_full_disk_loses_nothing_and_leaves_nothing_half_written() {
     }
     drop(d);
 }
+
+/// A misspelled section is a config error (exit 2, line, did-you-mean), not
+/// a run with defaults that kills what its `k_exclude` protected; BOM and
+/// GBK files; `check-config` warns about a `k_user` without a session and
+/// shows the paths it resolved.
+#[test]
+fn config_mistakes_are_reported_not_ignored() {
+    let s = server();
+    let t = Tenant::new("Pw-ev4");
+    let protected = s.spawn_query(&t.app, &t.pw, "SELECT SLEEP(60) /* nightly-report */");
+    s.wait_query_time(protected.conn_id, 1);
+    let good = tenant_ini(&t, "k_longtime=1\nk_exclude=nightly-report", "", "");
+    let good_text = fs::read_to_string(&good).unwrap();
+    let ini_s = good.to_str().unwrap().to_string();
+
+    let typo = good_text.replace("[db_commkill]", "[db_commkil]");
+    let line = typo.lines().position(|l| l == "[db_commkil]").unwrap() + 1;
+    fs::write(&good, &typo).unwrap();
+    for cmd in ["check-config", "kill"] {
+        let mut args = vec![cmd, "-c", &ini_s];
+        if cmd == "kill" {
+            args.extend(["--db", "x"]);
+        }
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 2, "{cmd}: {out}{err}");
+        assert!(
+            err.contains(&format!("mysqk.ini:{line}: [db_commkil]: unknown section"))
+                && err.contains("did you mean [db_commkill]?"),
+            "{cmd}: {err}"
+        );
+    }
+    assert!(
+        s.thread_exists(protected.conn_id),
+        "the protected thread lives"
+    );
+
+    let id_typo = format!("{good_text}\n[id_y]\nk_exclude=\n");
+    fs::write(&good, &id_typo).unwrap();
+    let (code, _, err) = run(&["check-config", "-c", &ini_s]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("[id_y]: unknown section: `y` is not in [db_info]")
+            && err.contains("did you mean [id_x]?"),
+        "{err}"
+    );
+
+    fs::write(&good, format!("\u{feff}{good_text}")).unwrap();
+    let (code, out, err) = run(&["check-config", "-c", &ini_s]);
+    assert_eq!(code, 0, "a BOM is fine: {out}{err}");
+
+    let mut gbk = good_text.clone().into_bytes();
+    gbk.extend_from_slice(b"; \xd7\xa2\xca\xcd\n");
+    let gbk_line = good_text.lines().count() + 1;
+    fs::write(&good, gbk).unwrap();
+    let (code, _, err) = run(&["check-config", "-c", &ini_s]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("mysqk.ini:{gbk_line}: ")) && err.contains("iconv -f GBK -t UTF-8"),
+        "{err}"
+    );
+
+    let ghost = unique("ghost");
+    fs::write(
+        &good,
+        good_text.replace(
+            &format!("k_user={}", t.app),
+            &format!("k_user={},{ghost}", t.app),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check-config", "-c", &ini_s]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(&format!("k_user: `{ghost}` is not in [db_auth]")),
+        "{err}"
+    );
+    let snap = t.dir.path().join("snap");
+    assert!(
+        out.contains(&format!(
+            "paths: log=stderr status={0}/mysqk.status lock={0}/mysqk.lock snapshots={0}",
+            snap.display()
+        )),
+        "{out}"
+    );
+    s.kill_thread(protected.conn_id);
+    let _ = protected.join();
+}
+
+/// A `[db_auth]` line that lost its `=` in a reload: rejected with its line,
+/// the last good config stays, and the password is in no message: not the
+/// log, not `config_error` in the status file.
+#[test]
+fn a_password_typo_is_reported_by_line_never_by_text() {
+    let t = Tenant::new("Pw-ev5");
+    let ini = tenant_ini(&t, "k_longtime=100", "check_interval=1", "");
+    let good_text = fs::read_to_string(&ini).unwrap();
+    let d = Daemon::start(&ini);
+    let status = t.dir.path().join("snap").join("mysqk.status");
+    wait_until(Duration::from_secs(20), "watch connected", || {
+        fs::read_to_string(&status).is_ok_and(|t| t.contains("\"connected\": true"))
+    });
+    let secret = "TypoPw_S3cr3t!";
+    let bad = good_text.replace(
+        &format!("{}={}", t.app, t.pw),
+        &format!("{} {secret}", t.app),
+    );
+    let line = bad.lines().position(|l| l.contains(secret)).unwrap() + 1;
+    // An editor's save: a new file renamed over the old one.
+    let tmp = t.dir.path().join("mysqk.ini.new");
+    fs::write(&tmp, bad).unwrap();
+    fs::rename(&tmp, &ini).unwrap();
+    d.wait_log("config reload rejected", Duration::from_secs(20));
+    wait_until(
+        Duration::from_secs(20),
+        "config_error in the status file",
+        || fs::read_to_string(&status).is_ok_and(|t| t.contains("\"config_error\": \"")),
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&status).unwrap()).unwrap();
+    let err = doc["config_error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains(&format!("mysqk.ini:{line}: [db_auth]")),
+        "{err}"
+    );
+    assert_eq!(
+        doc["instances"]["x"]["connected"], true,
+        "the last good config stays"
+    );
+    for (place, text) in [
+        ("log", d.log()),
+        ("status file", fs::read_to_string(&status).unwrap()),
+    ] {
+        assert!(
+            !text.contains("TypoPw"),
+            "the password leaked into the {place}:\n{text}"
+        );
+    }
+}

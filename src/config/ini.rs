@@ -210,13 +210,7 @@ impl Config {
 
     /// Load and validate a file; `MYSQK_KEY` from the environment decrypts passwords.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            line: None,
-            section: None,
-            key: None,
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = read_text(path)?;
         let env_key = std::env::var("MYSQK_KEY").ok();
         Config::parse(path, &text, env_key.as_deref())
     }
@@ -229,15 +223,95 @@ impl Config {
     /// Only `[settings] key_file`, without decrypting anything:
     /// `encrypt-password` needs the key before the file's passwords are usable.
     pub fn key_file_of(path: &Path) -> Result<Option<PathBuf>, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            line: None,
-            section: None,
-            key: None,
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = read_text(path)?;
         Ok(Resolver::new(path, &text)?.settings()?.key_file)
     }
+}
+
+/// The config file's text: UTF-8, a leading byte-order mark dropped (Windows
+/// editors write one). Another encoding (a GBK file from a Chinese Windows
+/// box) is an error naming the first line that is not UTF-8 and the command
+/// that converts the file; the line itself is not shown, it may hold a password.
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let fail = |line: Option<usize>, message: String| ConfigError {
+        file: path.to_path_buf(),
+        line,
+        section: None,
+        key: None,
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(None, format!("cannot read: {e}")))?;
+    decode_text(&bytes).map_err(|line| not_utf8(path, line))
+}
+
+/// The error for a file whose line `line` is not UTF-8.
+pub fn not_utf8(path: &Path, line: usize) -> ConfigError {
+    ConfigError {
+        file: path.to_path_buf(),
+        line: Some(line),
+        section: None,
+        key: None,
+        message: format!(
+            "this line is not UTF-8 (the file is probably GBK or Latin-1 encoded); \
+             convert the file, e.g. `iconv -f GBK -t UTF-8 {0} > {0}.utf8` and move it into place",
+            path.display()
+        ),
+    }
+}
+
+/// `bytes` as text without a leading BOM; `Err(line)` (1-based) of the first
+/// byte that is not UTF-8.
+pub fn decode_text(bytes: &[u8]) -> Result<String, usize> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s.to_string()),
+        Err(e) => Err(1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()),
+    }
+}
+
+/// Sections mysqk reads (after folding `db_comconfig` into `db_commconfig`),
+/// besides `[id_<dbid>]`.
+const KNOWN_SECTIONS: &[&str] = &[
+    "mail_config",
+    "db_info",
+    "db_auth",
+    "settings",
+    "db_commconfig",
+    "db_commkill",
+];
+
+/// Sections whose values are (or may be) secrets: a malformed line there is
+/// reported by its number and key only.
+fn secret_section(section: &str) -> bool {
+    section == "db_auth" || section == "mail_config"
+}
+
+/// Edit distance, for did-you-mean hints on section names.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The candidate closest to `name`, if it is close enough to be a typo.
+fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (distance(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.chars().count() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str())
 }
 
 const KNOWN_KILL_KEYS: &[&str] = &[
@@ -342,6 +416,7 @@ impl Resolver {
         let mut section_lines = HashMap::new();
         let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut section = String::new();
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (n, raw) in text.lines().enumerate() {
             let line = strip_inline_comment(raw.trim());
             let lineno = n + 1;
@@ -360,12 +435,20 @@ impl Resolver {
                 order.entry(section.clone()).or_default();
             } else if !line.is_empty() && !line.starts_with(';') && !line.starts_with('#') {
                 let Some((k, _)) = line.split_once(['=', ':']) else {
+                    // `app TypoPw_S3cr3t!` in [db_auth]: the text is the password.
+                    let message = if secret_section(&section) || section.is_empty() {
+                        "expected `key=value` but this line has no `=` (its text is not \
+                         shown: it may hold a password)"
+                            .to_string()
+                    } else {
+                        format!("expected `key=value`, found `{line}`")
+                    };
                     return Err(ConfigError {
                         file,
                         line: Some(lineno),
-                        section: Some(section.clone()),
+                        section: Some(section.clone()).filter(|s| !s.is_empty()),
                         key: None,
-                        message: format!("expected `key=value`, found `{line}`"),
+                        message,
                     });
                 };
                 if section.is_empty() {
@@ -373,8 +456,8 @@ impl Resolver {
                         file,
                         line: Some(lineno),
                         section: None,
-                        key: None,
-                        message: format!("`{line}` is outside any [section]"),
+                        key: Some(k.trim().to_string()),
+                        message: format!("`{}=…` is outside any [section]", k.trim()),
                     });
                 }
                 let key = if case_sensitive_keys(&section) {
@@ -401,12 +484,14 @@ impl Resolver {
         defaults.enable_inline_comments = false;
         defaults.delimiters = vec!['=', ':'];
         ini.load_defaults(defaults);
-        let parsed = ini.read(cleaned).map_err(|e| ConfigError {
+        // configparser's messages quote the offending line: not shown, it may
+        // be a password (the checks above should leave it nothing to reject).
+        let parsed = ini.read(cleaned).map_err(|_| ConfigError {
             file: file.clone(),
             line: None,
             section: None,
             key: None,
-            message: e,
+            message: "not a valid ini file".into(),
         })?;
         let mut map: HashMap<String, HashMap<String, String>> = HashMap::new();
         for (sec, kv) in parsed {
@@ -539,7 +624,49 @@ impl Resolver {
         }
     }
 
+    /// Every section is one mysqk reads: a misspelled one (`[db_commkil]`,
+    /// `[id_crm00]`) would silently drop its rules and protections.
+    fn check_sections(&self) -> Result<(), ConfigError> {
+        let dbids: Vec<String> = self
+            .order
+            .get("db_info")
+            .map(|ids| ids.iter().map(|d| d.to_ascii_lowercase()).collect())
+            .unwrap_or_default();
+        let mut candidates: Vec<String> = KNOWN_SECTIONS.iter().map(|s| s.to_string()).collect();
+        candidates.extend(dbids.iter().map(|d| format!("id_{d}")));
+        let mut sections: Vec<(&String, &usize)> = self.section_lines.iter().collect();
+        sections.sort_by_key(|(_, line)| **line);
+        for (sec, line) in sections {
+            if candidates.contains(sec) {
+                continue;
+            }
+            let hint = match closest(sec, &candidates) {
+                Some(c) => format!("did you mean [{c}]?"),
+                None => format!(
+                    "mysqk reads [{}] and [id_<dbid>] for each [db_info] entry",
+                    KNOWN_SECTIONS.join("], [")
+                ),
+            };
+            let message = match sec.strip_prefix("id_") {
+                Some(id) => format!(
+                    "unknown section: `{id}` is not in [db_info], so these rules would apply \
+                     to nothing; {hint}"
+                ),
+                None => format!("unknown section, its keys would be ignored; {hint}"),
+            };
+            return Err(ConfigError {
+                file: self.file.clone(),
+                line: Some(*line),
+                section: Some(sec.clone()),
+                key: None,
+                message,
+            });
+        }
+        Ok(())
+    }
+
     fn resolve(mut self, env_key: Option<&str>) -> Result<Config, ConfigError> {
+        self.check_sections()?;
         let settings = self.settings()?;
         let key = self.key(env_key, settings.key_file.as_deref())?;
         let auth = self.auth(key.as_ref())?;
@@ -553,21 +680,12 @@ impl Resolver {
         for dbid in dbids {
             instances.push(self.instance(&dbid, &auth)?);
         }
+        self.warn_users_without_auth(&instances, &auth);
         if instances.is_empty() {
             self.warnings.push(format!(
                 "{}: [db_info] lists no instance",
                 self.file.display()
             ));
-        }
-        for sec in self.map.keys() {
-            if let Some(id) = sec.strip_prefix("id_") {
-                if !instances.iter().any(|i| i.dbid == id) {
-                    self.warnings.push(format!(
-                        "{}: [{sec}] has no matching entry in [db_info]; ignored",
-                        self.file.display()
-                    ));
-                }
-            }
         }
         let mut common_kill = KNOWN_KILL_KEYS.to_vec();
         common_kill.extend_from_slice(INSTANCE_CONFIG_KEYS);
@@ -596,6 +714,39 @@ impl Resolver {
             instances,
             warnings: self.warnings,
         })
+    }
+
+    /// A `k_user` user mysqk holds no session for: its threads can only be
+    /// killed through a session with SUPER / CONNECTION ADMIN, which a
+    /// cloud instance usually does not grant. Said before the incident.
+    fn warn_users_without_auth(&mut self, instances: &[Instance], auth: &[Auth]) {
+        let mut seen = BTreeSet::new();
+        for inst in instances {
+            let UserFilter::Users(users) = &inst.rules.users else {
+                continue;
+            };
+            let sec = format!("id_{}", inst.dbid.to_ascii_lowercase());
+            let (section, _) = self
+                .get_layered(&sec, "db_commkill", "k_user")
+                .unwrap_or(("db_commkill", ""));
+            let section = section.to_string();
+            for u in users {
+                if auth.iter().any(|a| &a.user == u) || !seen.insert((section.clone(), u.clone())) {
+                    continue;
+                }
+                let line = self
+                    .lines
+                    .get(&(section.clone(), "k_user".to_string()))
+                    .copied()
+                    .unwrap_or(0);
+                self.warnings.push(format!(
+                    "{}:{line}: [{section}] k_user: `{u}` is not in [db_auth]: mysqk holds no \
+                     session of it, so its threads can only be killed through a session with \
+                     SUPER or CONNECTION ADMIN",
+                    self.file.display()
+                ));
+            }
+        }
     }
 
     fn settings(&self) -> Result<Settings, ConfigError> {
@@ -1157,6 +1308,24 @@ pub fn describe(cfg: &Config) -> String {
         st.snapshot_dir.display(),
         cfg.run_max_count
     ));
+    // Where this config makes mysqk write, as absolute paths: a relative
+    // path depends on the directory cron or systemd starts it in.
+    let shown = |p: &Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    out.push_str(&format!(
+        "paths: log={} status={} lock={} snapshots={}\n",
+        st.log_file
+            .as_deref()
+            .map(shown)
+            .unwrap_or_else(|| "stderr".into()),
+        shown(&st.status_file),
+        shown(&st.lock_file),
+        shown(&st.snapshot_dir),
+    ));
     let users: Vec<&str> = cfg.auth.iter().map(|a| a.user.as_str()).collect();
     out.push_str(&format!("db_auth users: {}\n", users.join(", ")));
     out.push_str(&format!(
@@ -1641,6 +1810,99 @@ dry_run=0
             d.contains(&format!(
                 "tls=starttls-if-offered ca_file={}",
                 pem.display()
+            )),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn unknown_sections_are_errors_with_a_suggestion() {
+        let e = parse(&ORIGINAL.replace("[db_commkill]", "[db_commkil]")).unwrap_err();
+        assert_eq!(e.line, Some(26), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("t.ini:26: [db_commkil]: unknown section"),
+            "{msg}"
+        );
+        assert!(msg.contains("did you mean [db_commkill]?"), "{msg}");
+
+        let e = parse(&ORIGINAL.replace("[id_crm0]", "[id_crm00]")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("[id_crm00]: unknown section: `crm00` is not in [db_info]"),
+            "{msg}"
+        );
+        assert!(msg.contains("did you mean [id_crm0]?"), "{msg}");
+
+        let e = parse(&format!("{ORIGINAL}\n[nonsense_here]\nx=1\n")).unwrap_err();
+        assert!(e.to_string().contains("mysqk reads [mail_config]"), "{e}");
+        // The documented alias and any case are sections mysqk reads.
+        parse(
+            &ORIGINAL
+                .replace("[db_commconfig]", "[db_comconfig]")
+                .replace("[id_crm0]", "[ID_CRM0]"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_bom_is_accepted_and_other_encodings_are_located() {
+        let c = parse(&format!("\u{feff}{ORIGINAL}")).unwrap();
+        assert_eq!(c.instances.len(), 3);
+        assert_eq!(
+            decode_text(b"\xEF\xBB\xBF[db_info]\n").unwrap(),
+            "[db_info]\n"
+        );
+        // "; 注释" in GBK on line 3.
+        let gbk = b"[db_info]\nx=1.2.3.4:3306\n; \xd7\xa2\xca\xcd\n";
+        assert_eq!(decode_text(gbk), Err(3));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gbk.ini");
+        std::fs::write(&path, gbk).unwrap();
+        let e = read_text(&path).unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().contains("iconv -f GBK -t UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn malformed_secret_lines_are_not_echoed() {
+        for (from, to) in [
+            ("app1=pw2", "app1 TypoPw_S3cr3t!"),
+            ("mail_pass=xxxxxx", "mail_pass TypoPw_S3cr3t!"),
+        ] {
+            let e = parse(&ORIGINAL.replace(from, to)).unwrap_err();
+            let msg = e.to_string();
+            assert!(!msg.contains("TypoPw"), "{msg}");
+            assert!(msg.contains("has no `=`"), "{msg}");
+            assert!(e.line.is_some(), "{msg}");
+        }
+        let e = parse(&format!("app1=TypoPw_S3cr3t!\n{ORIGINAL}")).unwrap_err();
+        assert!(!e.to_string().contains("TypoPw"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("t.ini:1: `app1=…` is outside any [section]"),
+            "{e}"
+        );
+        // Elsewhere the text helps and is shown.
+        let e = parse(&ORIGINAL.replace("k_sleep=0", "k_sleep 0")).unwrap_err();
+        assert!(e.to_string().contains("found `k_sleep 0`"), "{e}");
+    }
+
+    #[test]
+    fn k_user_outside_db_auth_warns_and_paths_are_shown() {
+        let c = parse(&ORIGINAL.replace("k_user=app1", "k_user=app1,app9")).unwrap();
+        let w: Vec<&String> = c.warnings.iter().filter(|w| w.contains("app9")).collect();
+        assert_eq!(w.len(), 1, "{:?}", c.warnings);
+        assert!(
+            w[0].contains("[id_crm0] k_user: `app9` is not in [db_auth]"),
+            "{w:?}"
+        );
+        let d = describe(&c);
+        let cwd = std::env::current_dir().unwrap();
+        assert!(
+            d.contains(&format!(
+                "paths: log=stderr status={0}/snapshots/mysqk.status lock={0}/snapshots/mysqk.lock snapshots={0}/snapshots",
+                cwd.display()
             )),
             "{d}"
         );

@@ -154,7 +154,9 @@ struct Candidate {
     parsed: Result<Config, ConfigError>,
 }
 
-fn text_hash(text: &str) -> u64 {
+/// Of the file's bytes: a file that is not UTF-8 has a hash too, and is
+/// rejected (once) like any invalid file.
+fn text_hash(text: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     text.hash(&mut h);
     h.finish()
@@ -214,10 +216,17 @@ impl ConfigFile {
 
     fn load_initial(&mut self) -> Result<Config, ConfigError> {
         self.sig = file_sig(&self.path).ok();
-        let text = std::fs::read_to_string(&self.path).map_err(|e| self.read_error(e))?;
-        let cfg = parse(&self.path, &text)?;
-        self.hash = Some(text_hash(&text));
+        let bytes = std::fs::read(&self.path).map_err(|e| self.read_error(e))?;
+        let cfg = self.parse_bytes(&bytes)?;
+        self.hash = Some(text_hash(&bytes));
         Ok(cfg)
+    }
+
+    /// Decode (BOM dropped, non-UTF-8 located) and parse.
+    fn parse_bytes(&self, bytes: &[u8]) -> Result<Config, ConfigError> {
+        let text = crate::config::decode_text(bytes)
+            .map_err(|line| crate::config::not_utf8(&self.path, line))?;
+        parse(&self.path, &text)
     }
 
     /// A new parse result when the file changed and has settled since the
@@ -247,9 +256,9 @@ impl ConfigFile {
                     }
                     // Stable metadata for the whole wait; the content must
                     // be the one read at the start too.
-                    let text = std::fs::read_to_string(&self.path).ok()?;
+                    let bytes = std::fs::read(&self.path).ok()?;
                     let p = self.pending.take()?;
-                    if text_hash(&text) != p.hash {
+                    if text_hash(&bytes) != p.hash {
                         self.sig = None;
                         return None;
                     }
@@ -261,21 +270,21 @@ impl ConfigFile {
                 return None;
             }
         }
-        let text = match std::fs::read_to_string(&self.path) {
+        let bytes = match std::fs::read(&self.path) {
             Ok(t) => t,
             Err(e) => {
                 self.pending = None;
                 return force.then(|| Err(self.read_error(e)));
             }
         };
-        let h = text_hash(&text);
+        let h = text_hash(&bytes);
         if Some(h) == self.hash {
             // Touched, or changed and changed back: nothing to do.
             self.sig = Some(sig);
             self.pending = None;
             return None;
         }
-        let parsed = parse(&self.path, &text);
+        let parsed = self.parse_bytes(&bytes);
         if force {
             self.sig = Some(sig);
             self.hash = Some(h);
