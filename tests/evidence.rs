@@ -753,3 +753,122 @@ fn a_password_typo_is_reported_by_line_never_by_text() {
         );
     }
 }
+
+/// A `k_user` user whose login fails (wrong password in the ini): its thread
+/// is left running, the row says why, and `mysqk kill` exits 1 so cron
+/// notices; the wrong password is nowhere in what it prints.
+#[test]
+fn a_victim_left_unkilled_by_a_failed_login_exits_1_and_says_why() {
+    let s = server();
+    let t = Tenant::new("Pw-ev6");
+    let app2 = unique("app");
+    let right = "Right-Pw-ev6";
+    s.create_app_user(&app2, right, &unique("db"));
+    let wrong = "Wrong-Pw-ev6-S3cr";
+    let ini = tenant_ini(&t, "k_longtime=1", "", "");
+    let text = fs::read_to_string(&ini)
+        .unwrap()
+        .replace(&format!("k_user={}", t.app), &format!("k_user={app2}"))
+        .replace("[db_auth]\n", &format!("[db_auth]\n{app2}={wrong}\n"));
+    fs::write(&ini, text).unwrap();
+    let q = s.spawn_query(&app2, right, "SELECT SLEEP(60)");
+    s.wait_query_time(q.conn_id, 1);
+    let (code, out, err) = run(&["kill", "-c", ini.to_str().unwrap(), "--db", "x"]);
+    assert_eq!(code, 1, "a runtime failure:\n{out}{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&q.conn_id.to_string()))
+        .unwrap_or_else(|| panic!("no row for {}:\n{out}", q.conn_id));
+    assert!(row.contains("login failed: 1045 Access denied"), "{row}");
+    assert!(out.contains("1 failed"), "{out}");
+    assert!(s.thread_exists(q.conn_id), "left running");
+    let (code, json, _) = run(&["kill", "-c", ini.to_str().unwrap(), "--db", "x", "--json"]);
+    assert_eq!(code, 1);
+    assert!(json.contains("\"result\":\"login-failed\""), "{json}");
+    for text in [&out, &err, &json] {
+        assert!(!text.contains(wrong) && !text.contains(right), "{text}");
+    }
+    s.kill_thread(q.conn_id);
+    let _ = q.join();
+}
+
+/// During a connection storm `doctor` cannot log in, but a running `watch`
+/// holds working sessions: doctor reads its status file, says so, treats
+/// the failed logins of held users as warnings and never advises a restart.
+#[test]
+fn doctor_in_a_storm_names_the_watch_that_holds_sessions_and_never_says_restart() {
+    let srv = support::Server::start(support::ServerOpts {
+        max_connections: 12,
+        ..support::ServerOpts::default()
+    });
+    let pw = "Pw-ev7";
+    let (app, mon) = (unique("app"), unique("mon"));
+    srv.create_app_user(&app, pw, &unique("db"));
+    srv.create_monitor_user(&mon, pw);
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("snap").join("mysqk.status");
+    let ini = write_ini(
+        dir.path(),
+        &format!(
+            "[settings]\nsnapshot_dir={}\ncheck_interval=1\nconnect_timeout=2\n\n[db_info]\nx={}\n\n\
+             [db_auth]\n{app}={pw}\n{mon}={pw}\n\n[db_commconfig]\ndb_puser={mon}\nrun_max_count=999\n\n\
+             [db_commkill]\nk_user=none\n",
+            dir.path().join("snap").display(),
+            srv.addr()
+        ),
+    );
+    let d = Daemon::start(&ini);
+    wait_until(Duration::from_secs(30), "watch holds both sessions", || {
+        fs::read_to_string(&status)
+            .is_ok_and(|t| t.contains(&format!("\"{app}\"")) && t.contains(&format!("\"{mon}\"")))
+    });
+    let mut idle = Vec::new();
+    let refused = loop {
+        match srv.connect(&app, pw) {
+            Ok(c) => idle.push(c),
+            Err(e) => break e,
+        }
+        assert!(idle.len() < 100, "max_connections never reached");
+    };
+    assert!(
+        matches!(&refused, mysql::Error::MySqlError(e) if e.code == 1040),
+        "{refused:?}"
+    );
+    let (code, out, err) = run(&["doctor", "-c", ini.to_str().unwrap()]);
+    assert!(
+        out.contains("Too many connections"),
+        "doctor could not log in:\n{out}{err}"
+    );
+    assert!(
+        out.contains(&format!(
+            "`mysqk watch` (pid {}) holds working sessions",
+            d.child.pid()
+        )),
+        "{out}"
+    );
+    assert!(
+        !out.to_lowercase().contains("restart"),
+        "never advise a restart:\n{out}"
+    );
+    assert!(!out.contains("ERROR "), "held users are warnings:\n{out}");
+    assert_eq!(code, 0, "the watch can do the job:\n{out}{err}");
+
+    // Without the watch the same storm is an error, still without "restart".
+    drop(d);
+    wait_until(
+        Duration::from_secs(20),
+        "the watch's sessions closed",
+        || !srv.processlist().iter().any(|r| r.1 == mon),
+    );
+    while let Ok(c) = srv.connect(&app, pw) {
+        idle.push(c);
+        assert!(idle.len() < 100, "max_connections never reached");
+    }
+    let (code, out, _) = run(&["doctor", "-c", ini.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("keep `mysqk watch` running") && !out.to_lowercase().contains("restart"),
+        "{out}"
+    );
+    drop(idle);
+}

@@ -51,7 +51,8 @@ pub enum Command {
     /// Apply an instance's rules to a saved processlist and print what would be
     /// killed and why, without connecting to anything.
     Match(MatchArgs),
-    /// Validate the config file and print the effective rules per instance.
+    /// Validate the config file and print the effective rules per instance and
+    /// the log, status, lock and snapshot paths it resolves to.
     CheckConfig,
     /// Encrypt a password read from stdin (or a no-echo prompt) for the ini.
     EncryptPassword,
@@ -59,6 +60,7 @@ pub enum Command {
     GenKey(GenKeyArgs),
     /// Check every instance and user: logins, PROCESS, who can kill whom, lock
     /// tables, connections, clock; print the GRANT that fixes each problem.
+    /// Names the sessions a running `mysqk watch` holds (from its status file).
     /// Exit 0 when mysqk can do its job everywhere, 1 otherwise.
     Doctor(DoctorArgs),
     /// Foreground daemon: watch every [db_info] instance, reload the config when

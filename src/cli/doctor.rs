@@ -10,7 +10,8 @@
 //! Gathering ([`check_instance`]) is I/O; judging ([`assess`]) is pure and
 //! unit-tested; [`render`] prints.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mysql::prelude::Queryable;
@@ -90,6 +91,79 @@ pub struct InstanceFacts {
     /// Reading the lock-wait tables through `db_puser`.
     pub lock_tables: Option<Result<(), String>>,
     pub mdl: Option<MdlSource>,
+    /// A running `mysqk watch` that holds sessions on this instance (from
+    /// its status file).
+    pub watch: Option<WatchHold>,
+}
+
+/// What the status file of a live `mysqk watch` says about one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchHold {
+    pub pid: u32,
+    /// Users whose held session works.
+    pub users: Vec<String>,
+    /// When the status file was last written.
+    pub updated: String,
+}
+
+impl WatchHold {
+    fn holds(&self, user: &str) -> bool {
+        self.users.iter().any(|u| u == user)
+    }
+}
+
+/// The watch's view of each instance from `status_file`, when the process
+/// that wrote it still runs (a stale file from a dead watch says nothing).
+pub fn watch_holds(status_file: &Path) -> BTreeMap<String, WatchHold> {
+    let Ok(text) = std::fs::read_to_string(status_file) else {
+        return BTreeMap::new();
+    };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return BTreeMap::new();
+    };
+    let Some(pid) = doc["pid"].as_u64().and_then(|p| u32::try_from(p).ok()) else {
+        return BTreeMap::new();
+    };
+    if !process_alive(pid) {
+        return BTreeMap::new();
+    }
+    let updated = doc["updated"].as_str().unwrap_or("?").to_string();
+    let mut out = BTreeMap::new();
+    if let Some(insts) = doc["instances"].as_object() {
+        for (dbid, i) in insts {
+            let users: Vec<String> = i["connected_users"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !users.is_empty() && i["state"] != "stopped" {
+                out.insert(
+                    dbid.clone(),
+                    WatchHold {
+                        pid,
+                        users,
+                        updated: updated.clone(),
+                    },
+                );
+            }
+        }
+    }
+    out
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 || pid == std::process::id() as libc::pid_t {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -118,16 +192,28 @@ fn kill_grant(flavor: Option<Flavor>, grantee: &str) -> String {
     }
 }
 
-fn connect_fix(user: &str, reason: &str, grantee: &str) -> String {
+fn connect_fix(user: &str, reason: &str, grantee: &str, watch: Option<&WatchHold>) -> String {
+    if reason.contains("(1040)") || reason.contains("Too many connections") {
+        // Never "restart mysqk": during a storm the held sessions are the
+        // only way in, and a restarted mysqk could not log in again.
+        return match watch {
+            Some(w) => format!(
+                "the server is at max_connections; leave `mysqk watch` (pid {}) running: it holds \
+                 sessions of {} and kills through them. Raise max_connections or close idle \
+                 connections",
+                w.pid,
+                w.users.join(", ")
+            ),
+            None => "the server is at max_connections: mysqk must log in before an incident \
+                     (keep `mysqk watch` running); raise max_connections or close idle connections"
+                .into(),
+        };
+    }
     if reason.contains("(1045)") || reason.contains("Access denied") {
         format!(
             "check the password of {user} in [db_auth] (encrypt it with `mysqk encrypt-password`), \
              or set it on the server: ALTER USER {grantee} IDENTIFIED BY '...';"
         )
-    } else if reason.contains("(1040)") || reason.contains("Too many connections") {
-        "the server is at max_connections: mysqk must log in before an incident; \
-         raise max_connections or close idle connections, then restart mysqk"
-            .into()
     } else if reason.contains("(1226)") {
         format!("raise the user's limit: ALTER USER {grantee} WITH MAX_USER_CONNECTIONS 0;")
     } else {
@@ -151,11 +237,26 @@ pub fn assess(f: &InstanceFacts) -> Vec<Problem> {
     };
     for u in &f.users {
         if let Err(reason) = &u.connect {
+            // A watch that still holds this user's session can do the job
+            // doctor's fresh login cannot: a warning, not an error.
+            let held = f.watch.as_ref().filter(|w| w.holds(&u.user));
+            let what = match held {
+                Some(w) => format!(
+                    "cannot log in: {reason} (the running `mysqk watch`, pid {}, still holds a \
+                     working session of {})",
+                    w.pid, u.user
+                ),
+                None => format!("cannot log in: {reason}"),
+            };
             problem(
-                Severity::Error,
+                if held.is_some() {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                },
                 Some(&u.user),
-                format!("cannot log in: {reason}"),
-                connect_fix(&u.user, reason, &u.grantee()),
+                what,
+                connect_fix(&u.user, reason, &u.grantee(), f.watch.as_ref()),
             );
         }
     }
@@ -492,6 +593,20 @@ pub fn render(facts: &[InstanceFacts], problems: &[Problem]) -> String {
         &inst_rows,
     ));
     s.push('\n');
+    for f in facts {
+        if let Some(w) = &f.watch {
+            s.push_str(&format!(
+                "{}: `mysqk watch` (pid {}) holds working sessions of {} (status file of {})\n",
+                f.dbid,
+                w.pid,
+                w.users.join(", "),
+                w.updated
+            ));
+        }
+    }
+    if facts.iter().any(|f| f.watch.is_some()) {
+        s.push('\n');
+    }
     let mut user_rows = Vec::new();
     for f in facts {
         for u in &f.users {
@@ -583,7 +698,8 @@ pub fn render(facts: &[InstanceFacts], problems: &[Problem]) -> String {
 /// only its connect timeout). Returns the report text and whether mysqk can
 /// do its job everywhere.
 pub fn run(cfg: &Config, instances: &[&Instance]) -> (String, bool) {
-    let facts: Vec<InstanceFacts> = std::thread::scope(|scope| {
+    let mut holds = watch_holds(&cfg.settings.status_file);
+    let mut facts: Vec<InstanceFacts> = std::thread::scope(|scope| {
         let handles: Vec<_> = instances
             .iter()
             .map(|inst| scope.spawn(move || check_instance(cfg, inst)))
@@ -601,6 +717,9 @@ pub fn run(cfg: &Config, instances: &[&Instance]) -> (String, bool) {
             })
             .collect()
     });
+    for f in &mut facts {
+        f.watch = holds.remove(&f.dbid);
+    }
     let problems: Vec<Problem> = facts.iter().flat_map(assess).collect();
     let ok = !problems.iter().any(|p| p.severity == Severity::Error);
     (render(&facts, &problems), ok)
@@ -642,6 +761,7 @@ mod tests {
             tz_diff_secs: Some(0),
             lock_tables: Some(Ok(())),
             mdl: Some(MdlSource::MetadataLockInfo),
+            watch: None,
         }
     }
 
@@ -678,6 +798,25 @@ mod tests {
                 },
                 Severity::Error,
                 "ALTER USER 'app1'@'%' IDENTIFIED BY",
+            ),
+            (
+                "too many connections, no watch",
+                |f| f.users[1].connect = Err("Too many connections (1040)".into()),
+                Severity::Error,
+                "keep `mysqk watch` running",
+            ),
+            (
+                "too many connections while a watch holds the session",
+                |f| {
+                    f.users[1].connect = Err("Too many connections (1040)".into());
+                    f.watch = Some(WatchHold {
+                        pid: 4242,
+                        users: vec!["mon".into(), "app1".into()],
+                        updated: "t".into(),
+                    });
+                },
+                Severity::Warning,
+                "leave `mysqk watch` (pid 4242) running: it holds sessions of mon, app1",
             ),
             (
                 "unreachable",

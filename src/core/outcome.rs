@@ -62,6 +62,12 @@ pub enum KillResult {
     Pending {
         message: String,
     },
+    /// Left unkilled because its owner's login was refused (wrong password,
+    /// account locked…) and no other session may kill it: a runtime
+    /// failure, unlike [`KillResult::NoSession`], which is a config fact.
+    LoginFailed {
+        message: String,
+    },
     Failed {
         message: String,
     },
@@ -69,7 +75,10 @@ pub enum KillResult {
 
 impl KillResult {
     pub fn is_failure(&self) -> bool {
-        matches!(self, KillResult::Failed { .. })
+        matches!(
+            self,
+            KillResult::Failed { .. } | KillResult::LoginFailed { .. }
+        )
     }
 
     pub fn text(&self) -> String {
@@ -79,6 +88,7 @@ impl KillResult {
             KillResult::DryRun => "dry run".into(),
             KillResult::NoSession { message }
             | KillResult::Pending { message }
+            | KillResult::LoginFailed { message }
             | KillResult::Failed { message } => message.clone(),
         }
     }

@@ -685,7 +685,9 @@ impl Worker {
                 KillResult::DryRun => {
                     self.dry_reported.insert(row.id, ThreadKey::of(row));
                 }
-                KillResult::NoSession { .. } | KillResult::Pending { .. } => {
+                KillResult::NoSession { .. }
+                | KillResult::Pending { .. }
+                | KillResult::LoginFailed { .. } => {
                     let said = if matches!(o.result, KillResult::Pending { .. }) {
                         &mut self.pending_reported
                     } else {
@@ -694,6 +696,9 @@ impl Worker {
                     if said.insert(row.id, ThreadKey::of(row)).is_some() {
                         // Tried again (a session may have come back), said once.
                         continue;
+                    }
+                    if o.result.is_failure() {
+                        self.stats.errors += 1;
                     }
                 }
                 KillResult::Failed { .. } => self.stats.errors += 1,
@@ -704,6 +709,7 @@ impl Worker {
             match &o.result {
                 KillResult::NoSession { .. }
                 | KillResult::Pending { .. }
+                | KillResult::LoginFailed { .. }
                 | KillResult::Failed { .. } => log::warn!("{line}"),
                 _ => log::info!("{line}"),
             }

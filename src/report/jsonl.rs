@@ -28,6 +28,7 @@ pub fn result_token(r: &KillResult) -> &'static str {
         KillResult::DryRun => "dry-run",
         KillResult::NoSession { .. } => "no-session",
         KillResult::Pending { .. } => "pending",
+        KillResult::LoginFailed { .. } => "login-failed",
         KillResult::Failed { .. } => "failed",
     }
 }

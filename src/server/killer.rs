@@ -279,6 +279,16 @@ fn kill_one<'a>(
             ),
         };
     }
+    if let Some(why) = password(owner).and(sessions.login_failure(owner)) {
+        // The owner is configured but its login is refused: cron must
+        // notice (exit 1), and the row says why.
+        return KillResult::LoginFailed {
+            message: format!(
+                "login failed: {why}; no session can kill thread {} of user {owner}",
+                v.row.id
+            ),
+        };
+    }
     let mut message = format!("no session can kill thread {} of user {owner}", v.row.id);
     if let Some(why) = refusal {
         // e.g. no EXECUTE on mysql.rds_kill: the fix is a GRANT, say which.

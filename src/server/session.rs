@@ -167,6 +167,19 @@ pub fn is_timeout(e: &mysql::Error) -> bool {
         || text.contains("os error 110)")
 }
 
+/// `Access denied for user … (1045)` as `1045 Access denied for user …`:
+/// the code first, where a reader of a table column looks.
+pub fn code_first(reason: &str) -> String {
+    let code = reason
+        .strip_suffix(')')
+        .and_then(|r| r.rsplit_once(" ("))
+        .filter(|(_, c)| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
+    match code {
+        Some((msg, code)) => format!("{code} {msg}"),
+        None => reason.to_string(),
+    }
+}
+
 /// The server error code, when the error came from the server.
 pub fn error_code(e: &mysql::Error) -> Option<u16> {
     match e {
@@ -396,6 +409,10 @@ pub struct Slot {
     last_full: bool,
     /// A login was tried at least once.
     tried: bool,
+    /// Why the last login failed, as `1045 Access denied for user …`
+    /// (cleared by a successful one): a victim of this user left unkilled
+    /// says so.
+    login_error: Option<String>,
     next_attempt: Instant,
     backoff: Duration,
 }
@@ -408,6 +425,7 @@ impl Slot {
             last_code: None,
             last_full: false,
             tried: false,
+            login_error: None,
             next_attempt: Instant::now(),
             backoff: Duration::ZERO,
         }
@@ -496,6 +514,7 @@ impl Sessions {
                     slot.session = Some(s);
                     slot.last_error = None;
                     slot.last_code = None;
+                    slot.login_error = None;
                     slot.backoff = Duration::ZERO;
                 }
                 Err(e) => {
@@ -506,6 +525,9 @@ impl Sessions {
                     slot.last_error = Some(msg);
                     slot.last_code = e.code();
                     slot.last_full = e.is_full();
+                    if let SessionError::Connect { reason, .. } = &e {
+                        slot.login_error = Some(code_first(reason));
+                    }
                     if slot.last_full {
                         slot.backoff = FULL_RETRY;
                     } else {
@@ -619,6 +641,15 @@ impl Sessions {
         retry.into_iter().chain(resync).min()
     }
 
+    /// Why `user`'s last login failed, when it was refused (wrong password,
+    /// locked account: not a passing failure) and none succeeded since.
+    pub fn login_failure(&self, user: &str) -> Option<&str> {
+        self.slots
+            .get(user)
+            .filter(|s| s.session.is_none() && !s.coming_back())
+            .and_then(|s| s.login_error.as_deref())
+    }
+
     /// `user`'s session is away only for a while (held and waiting, or
     /// being re-opened after a passing failure): a victim of this user is
     /// pending, not unkillable.
@@ -711,6 +742,18 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_come_first() {
+        assert_eq!(
+            code_first("Access denied for user 'a'@'h' (using password: YES) (1045)"),
+            "1045 Access denied for user 'a'@'h' (using password: YES)"
+        );
+        assert_eq!(
+            code_first("Connection refused (os error 111)"),
+            "Connection refused (os error 111)"
+        );
+    }
 
     #[test]
     fn flavors() {
