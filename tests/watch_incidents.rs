@@ -133,7 +133,7 @@ fn a_restart_with_a_refilling_pool_gives_no_false_no_session_report() {
         t.app1.name
     ));
     // The accounts (and the limit) must survive a kill -9 of the server.
-    s.exec("FLUSH TABLES");
+    s.make_durable();
     t.write(&t.ini_text(
         "connect_timeout=1\nread_timeout=2",
         &[("x", s.addr())],

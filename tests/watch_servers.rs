@@ -83,7 +83,7 @@ fn after_a_server_crash_and_restart_watch_reconnects_and_kills_again() {
     let s = Server::start(ServerOpts::default());
     let t = Setup::new(&[&s]);
     // The accounts must survive a kill -9 of the server.
-    s.exec("FLUSH TABLES");
+    s.make_durable();
     t.write(&t.ini_text(
         "connect_timeout=1\nread_timeout=2",
         &[("x", s.addr())],

@@ -60,6 +60,9 @@ impl Policy {
 pub struct Pending {
     pub id: u64,
     pub user: String,
+    /// The client's `host:port`: with the user, what tells a thread from a
+    /// later one given the same id (ids start again after a server restart).
+    pub host: String,
     /// The last action sent (`KillConnection` after an escalation).
     pub action: Action,
     /// The statement running when it was killed.
@@ -87,6 +90,7 @@ impl Pending {
         Some(Pending {
             id: r.id,
             user: r.user.clone(),
+            host: r.host.clone(),
             action: o.action,
             info: r.info.clone(),
             time_ms: r.elapsed_ms(),
@@ -265,6 +269,17 @@ pub fn decide(
         return Decision::Done(
             Kind::Gone,
             format!("gone (id {} now belongs to user {})", r.id, r.user),
+        );
+    }
+    if r.host != p.host {
+        // Same user, another client connection: the server restarted and
+        // the id was given again.
+        return Decision::Done(
+            Kind::Gone,
+            format!(
+                "gone (id {} now belongs to a connection from {})",
+                r.id, r.host
+            ),
         );
     }
     let stuck = |what: String| {
@@ -495,6 +510,7 @@ mod tests {
         Pending {
             id: 7,
             user: "app1".into(),
+            host: "10.0.0.5:5100".into(),
             action,
             info: Some(Q.into()),
             time_ms,
@@ -735,6 +751,20 @@ mod tests {
                 at(10.0),
                 Decision::Stuck(
                     "still shown as Query 10 s after kill connection: no InnoDB transaction and no state (waiting for a kill check point or for IO)".into(),
+                ),
+            ),
+            (
+                "id reused by another connection of the same user",
+                pending(Action::KillConnection, 5_000, t0),
+                Some(ProcRow {
+                    host: "10.0.0.5:5200".into(),
+                    ..row(7, "app1", "Sleep", 100, None)
+                }),
+                None,
+                at(1.0),
+                Decision::Done(
+                    Kind::Gone,
+                    "gone (id 7 now belongs to a connection from 10.0.0.5:5200)".into(),
                 ),
             ),
             (
