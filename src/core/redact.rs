@@ -19,7 +19,13 @@
 /// and so does a word inside a literal or comment (over-masking is safe).
 const TRIGGERS: &[&str] = &[
     "password",
+    "passwd",
+    "pwd",
     "identified",
+    // `UPDATE mysql.user SET authentication_string=…`, mysql.global_priv.
+    "authentication",
+    "credential",
+    "token",
     // FEDERATED `CONNECTION='mysql://user:pw@host/db/t'`, CREATE SERVER.
     "connection",
     "://",
@@ -68,6 +74,13 @@ fn mask(s: &str) -> String {
             b'\'' | b'"' => {
                 out.push_str(&s[plain..i]);
                 match literal_end(b, i) {
+                    // A word glued to the closing quote (`'BY 'pw''`, as a
+                    // server error quotes a statement) means the quotes are
+                    // not SQL's: in doubt, the rest is masked.
+                    Some(end) if b.get(end).is_some_and(|&c| is_word(c) || c >= 0x80) => {
+                        out.push_str(MASK);
+                        return out;
+                    }
                     Some(end) => {
                         out.push('\'');
                         out.push_str(MASK);
@@ -270,12 +283,24 @@ mod tests {
             ("select sleep(60) /* 中文 */", "select sleep(60) /* 中文 */"),
             ("select 'kept' from t", "select 'kept' from t"),
             (
+                "You have an error in your SQL syntax near 'IDENTIFIED BY 'pw1'' at line 1",
+                "You have an error in your SQL syntax near ***",
+            ),
+            (
+                "UPDATE mysql.user SET authentication_string='*AB12' WHERE user='u'",
+                "UPDATE mysql.user SET authentication_string='***' WHERE user='***'",
+            ),
+            (
+                "SELECT id FROM users WHERE name='bob' AND pwd=MD5('hunter2')",
+                "SELECT id FROM users WHERE name='***' AND pwd=MD5('***')",
+            ),
+            (
                 "SELECT SLEEP(60) /* ALTER USER x IDENTIFIED BY 'lit' */",
                 "SELECT SLEEP(60) /* ALTER USER x IDENTIFIED BY '***' */",
             ),
             (
                 "/* it's */ ALTER USER u IDENTIFIED BY 'pw' # it's 'x'\n-- 'y",
-                "/* it****/ ALTER USER u IDENTIFIED BY '***' # it'***'x***\n-- ***",
+                "/* it****/ ALTER USER u IDENTIFIED BY '***' # it***\n-- ***",
             ),
         ];
         for (input, want) in cases {

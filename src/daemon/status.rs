@@ -18,7 +18,13 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Local, SecondsFormat};
 use serde::Serialize;
 
+use crate::core::redact;
 use crate::core::text::neutral;
+
+/// Server text as the status file shows it: masked, then neutralised.
+fn shown(s: &str) -> String {
+    neutral(&redact::sql(s))
+}
 
 /// What one instance thread reports about itself.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -181,14 +187,14 @@ impl StatusBoard {
             .iter()
             .map(|(k, s)| {
                 let mut s = s.clone();
-                s.last_error = s.last_error.as_deref().map(neutral);
+                s.last_error = s.last_error.as_deref().map(shown);
                 for e in s.disconnected_users.values_mut() {
-                    *e = neutral(e);
+                    *e = shown(e);
                 }
                 (k.clone(), s)
             })
             .collect();
-        let config_error = b.config_error.as_deref().map(neutral);
+        let config_error = b.config_error.as_deref().map(shown);
         let doc = Doc {
             version: 1,
             pid: std::process::id(),
@@ -245,6 +251,7 @@ mod tests {
         board.update("crm0", 1, |s| {
             s.kills = 3;
             s.connected_users = vec!["app1".into()];
+            s.last_error = Some("near 'IDENTIFIED BY 'S3cr'' \x1b[31m\u{85}".into());
         });
         // A stopping predecessor (generation 0) must not overwrite it.
         board.update("crm0", 0, |s| s.kills = 99);
@@ -258,6 +265,12 @@ mod tests {
         assert_eq!(v["instances"]["crm0"]["connected_users"][0], "app1");
         assert_eq!(v["instances"]["crm0"]["state"], "starting");
         assert!(v["instances"]["crm0"].get("generation").is_none());
+        // Masked and neutralised like every other output.
+        let err = v["instances"]["crm0"]["last_error"].as_str().unwrap();
+        assert!(
+            !err.contains("S3cr") && !err.contains('\x1b') && !err.contains('\u{85}'),
+            "{err}"
+        );
         assert!(board
             .render_if_dirty(false, Path::new("x"), Local::now(), 0)
             .is_none());
