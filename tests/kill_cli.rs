@@ -301,7 +301,12 @@ fn bad_input_exits_2_with_a_clear_message() {
 
     let out = mysqk(&["check-config", "-c", "/nonexistent/mysqk.ini"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/mysqk.ini: cannot read"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("given with -c /nonexistent/mysqk.ini does not exist")
+            && err.contains("-c FILE or MYSQK_CONFIG=FILE"),
+        "{err}"
+    );
 }
 
 #[test]

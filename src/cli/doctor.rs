@@ -444,6 +444,20 @@ fn user_facts(s: &mut Session, rds: bool) -> UserFacts {
     }
 }
 
+/// One line on stderr per user checked, as it finishes, so a slow instance
+/// shows what it is waiting for.
+fn progress(dbid: &str, u: &UserFacts, took: std::time::Duration) {
+    let what = match &u.connect {
+        Ok(()) => "login ok".to_string(),
+        Err(reason) => format!("cannot log in: {reason}"),
+    };
+    eprintln!(
+        "doctor: {dbid} {}: {what} ({:.1} s)",
+        u.user,
+        took.as_secs_f64()
+    );
+}
+
 /// Log in as every `[db_auth]` user on `inst` and gather the facts.
 pub fn check_instance(cfg: &Config, inst: &Instance) -> InstanceFacts {
     let target = Target {
@@ -460,32 +474,72 @@ pub fn check_instance(cfg: &Config, inst: &Instance) -> InstanceFacts {
         k_users: match &inst.rules.users {
             UserFilter::Nobody => BTreeSet::new(),
             UserFilter::Users(u) => u.clone(),
+            UserFilter::Matching(_) => cfg
+                .auth
+                .iter()
+                .filter(|a| inst.rules.users.contains(&a.user))
+                .map(|a| a.user.clone())
+                .collect(),
         },
         k_lock: inst.rules.lock,
         rds,
         ..InstanceFacts::default()
     };
     // Sessions stay open until the end so db_puser's processlist shows the
-    // other users' logins (a PROCESS check that also covers roles).
+    // other users' logins (a PROCESS check that also covers roles). Users
+    // log in in parallel: a hung server costs one connect_timeout, not one
+    // per user; each prints a progress line when done.
+    let logins: Vec<(UserFacts, Option<Session>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cfg
+            .auth
+            .iter()
+            .map(|a| {
+                let target = &target;
+                scope.spawn(move || {
+                    let started = std::time::Instant::now();
+                    let result = match Session::open(target, &a.user, &a.password) {
+                        Ok(mut s) => (user_facts(&mut s, rds), Some(s)),
+                        Err(e) => {
+                            let reason = match e {
+                                crate::server::session::SessionError::Connect {
+                                    reason, ..
+                                }
+                                | crate::server::session::SessionError::Query { reason, .. } => {
+                                    reason
+                                }
+                            };
+                            let facts = UserFacts {
+                                user: a.user.clone(),
+                                connect: Err(reason),
+                                ..UserFacts::default()
+                            };
+                            (facts, None)
+                        }
+                    };
+                    progress(&inst.dbid, &result.0, started.elapsed());
+                    result
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(&cfg.auth)
+            .map(|(h, a)| {
+                h.join().unwrap_or_else(|_| {
+                    let facts = UserFacts {
+                        user: a.user.clone(),
+                        connect: Err("internal error while checking this user".into()),
+                        ..UserFacts::default()
+                    };
+                    (facts, None)
+                })
+            })
+            .collect()
+    });
     let mut sessions: Vec<Session> = Vec::new();
-    for a in &cfg.auth {
-        match Session::open(&target, &a.user, &a.password) {
-            Ok(mut s) => {
-                f.users.push(user_facts(&mut s, rds));
-                sessions.push(s);
-            }
-            Err(e) => {
-                let reason = match e {
-                    crate::server::session::SessionError::Connect { reason, .. }
-                    | crate::server::session::SessionError::Query { reason, .. } => reason,
-                };
-                f.users.push(UserFacts {
-                    user: a.user.clone(),
-                    connect: Err(reason),
-                    ..UserFacts::default()
-                });
-            }
-        }
+    for (facts, session) in logins {
+        f.users.push(facts);
+        sessions.extend(session);
     }
     let Some(first) = sessions.first_mut() else {
         return f;

@@ -36,8 +36,12 @@
 //! * Around the result sets, what the client or a terminal copy adds is
 //!   skipped: blank lines, `N rows in set (...)`, `Empty set`, the `-v`
 //!   echo of the statement between `-----` rules, `mysql>` / `MariaDB [db]>`
-//!   prompts and `->` continuations, `Bye`. Several result sets in one file
-//!   are concatenated. Anything else is an error, never silently dropped.
+//!   prompts and `->` continuations, `Bye`. Anything else is an error, never
+//!   silently dropped.
+//! * Several result sets in one file (pt-kill's `--test-matching` files, a
+//!   `SHOW PROCESSLIST` saved every second) are several snapshots
+//!   ([`parse_sets`]): a new table, a new tab-separated header, or a `\G`
+//!   listing whose row numbers start again at 1.
 
 use crate::core::row::ProcRow;
 use crate::core::text::char_width;
@@ -60,11 +64,25 @@ impl DumpError {
 }
 
 /// Parse every processlist row in `text` (format auto-detected, see the
-/// module docs). Empty input and `Empty set` give no rows.
+/// module docs), all result sets together. Empty input and `Empty set` give
+/// no rows.
 pub fn parse_dump(text: &str) -> Result<Vec<ProcRow>, DumpError> {
+    Ok(parse_sets(text)?.into_iter().flat_map(|s| s.rows).collect())
+}
+
+/// One result set of a dump: one processlist as it was at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpSet {
+    /// 1-based line where it starts.
+    pub line: usize,
+    pub rows: Vec<ProcRow>,
+}
+
+/// Parse `text` into its result sets, in file order.
+pub fn parse_sets(text: &str) -> Result<Vec<DumpSet>, DumpError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<&str> = text.lines().collect();
-    let mut rows = Vec::new();
+    let mut sets = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
@@ -76,12 +94,20 @@ pub fn parse_dump(text: &str) -> Result<Vec<ProcRow>, DumpError> {
                 .map_or(i + 1, |j| j + 1);
         } else if t.is_empty() || is_footer(t) || is_prompt(line) || t == "Bye" {
             i += 1;
-        } else if is_row_header(t) {
-            i = parse_vertical(&lines, i, &mut rows)?;
-        } else if is_border(t) {
-            i = parse_table(&lines, i, &mut rows)?;
-        } else if line.contains('\t') {
-            i = parse_tsv(&lines, i, &mut rows)?;
+        } else if is_row_header(t) || is_border(t) || line.contains('\t') {
+            let start = i;
+            let mut rows = Vec::new();
+            i = if is_row_header(t) {
+                parse_vertical(&lines, i, &mut rows)?
+            } else if is_border(t) {
+                parse_table(&lines, i, &mut rows)?
+            } else {
+                parse_tsv(&lines, i, &mut rows)?
+            };
+            sets.push(DumpSet {
+                line: start + 1,
+                rows,
+            });
         } else {
             return Err(DumpError::new(
                 i + 1,
@@ -91,24 +117,30 @@ pub fn parse_dump(text: &str) -> Result<Vec<ProcRow>, DumpError> {
             ));
         }
     }
-    Ok(rows)
+    Ok(sets)
 }
 
 // ---------------------------------------------------------------------------
 // line classes
 
 fn is_row_header(t: &str) -> bool {
-    // `*************************** 12. row ***************************`
+    row_number(t).is_some()
+}
+
+/// `*************************** 12. row ***************************` -> 12.
+fn row_number(t: &str) -> Option<u64> {
     let rest = t.trim_start_matches('*');
     if rest.len() == t.len() {
-        return false;
+        return None;
     }
-    let Some((num, tail)) = rest.trim_start().split_once(". row") else {
-        return false;
-    };
-    !num.is_empty()
-        && num.bytes().all(|b| b.is_ascii_digit())
-        && tail.trim().bytes().all(|b| b == b'*')
+    let (num, tail) = rest.trim_start().split_once(". row")?;
+    if num.is_empty()
+        || !num.bytes().all(|b| b.is_ascii_digit())
+        || !tail.trim().bytes().all(|b| b == b'*')
+    {
+        return None;
+    }
+    num.parse().ok()
 }
 
 fn is_border(t: &str) -> bool {
@@ -308,6 +340,10 @@ fn parse_vertical(
 ) -> Result<usize, DumpError> {
     let mut i = start;
     while i < lines.len() && is_row_header(lines[i].trim()) {
+        // Row 1 again: the next listing (snapshot) begins.
+        if i > start && row_number(lines[i].trim()) == Some(1) {
+            break;
+        }
         let header = i;
         let mut end = i + 1;
         while end < lines.len()
@@ -585,7 +621,9 @@ fn parse_tsv(lines: &[&str], start: usize, rows: &mut Vec<ProcRow>) -> Result<us
     let mut i = start + 1;
     while i < lines.len() {
         let t = lines[i].trim();
-        if t.is_empty() || is_footer(t) || is_echo_rule(t) {
+        // The same header again: `mysql -e 'SHOW PROCESSLIST' >> file`
+        // appended the next snapshot.
+        if t.is_empty() || is_footer(t) || is_echo_rule(t) || lines[i] == lines[start] {
             break;
         }
         let first = i;
@@ -662,6 +700,36 @@ fn unescape(v: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn several_result_sets_are_several_snapshots() {
+        let tsv = "Id\tUser\tHost\tdb\tCommand\tTime\tState\tInfo\n\
+                   5\tapp\th:1\tNULL\tQuery\t3\tx\tselect 1\n";
+        let row = |n: u64, id: u64| {
+            [
+                format!("*************************** {n}. row ***************************"),
+                format!("     Id: {id}"),
+                "   User: app".into(),
+                "   Host: h:1".into(),
+                "     db: NULL".into(),
+                "Command: Query".into(),
+                "   Time: 4".into(),
+                "  State: x".into(),
+                "   Info: select 1".into(),
+            ]
+            .join("\n")
+                + "\n"
+        };
+        let vertical = format!("{}{}", row(1, 5), row(2, 6));
+        let text = format!("{tsv}{tsv}\n{vertical}{vertical}");
+        let sets = parse_sets(&text).unwrap();
+        let sizes: Vec<usize> = sets.iter().map(|s| s.rows.len()).collect();
+        assert_eq!(sizes, vec![1, 1, 2, 2]);
+        assert_eq!(sets[0].line, 1);
+        assert_eq!(sets[1].line, 3);
+        assert_eq!(parse_dump(&text).unwrap().len(), 6);
+    }
+
     use super::*;
 
     fn row(id: u64, user: &str, host: &str, db: Option<&str>, command: &str, time: u64) -> ProcRow {

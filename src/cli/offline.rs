@@ -13,6 +13,7 @@ use crate::cli::dump::{self, DumpError};
 use crate::core::matcher::{self, Rules, Scan, Victim};
 use crate::core::row::ProcRow;
 use crate::core::text::neutral;
+use crate::report::history::{self, SnapshotText};
 use crate::report::jsonl::ThreadRecord;
 use crate::report::output;
 use crate::server::killer::Action;
@@ -45,6 +46,124 @@ pub fn read_source(from: &str) -> Result<(String, String), OfflineError> {
     // A dump of a server with mixed charsets may hold invalid UTF-8 in Info;
     // a replaced character is better than refusing the whole file.
     Ok((from.into(), String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// One processlist to replay: a result set of a dump, or a mysqk snapshot.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// Where it comes from, for the output: `file`, or `file line N` when
+    /// the file holds several.
+    pub name: String,
+    pub rows: Vec<ProcRow>,
+}
+
+/// Every processlist in `from`: a dump file (each result set on its own), a
+/// mysqk snapshot file, a directory of them (its snapshot files if it has
+/// any, else its `.txt` files; sorted by path, which sorts snapshot files by
+/// time), or `-` (stdin).
+pub fn load(from: &str) -> Result<Vec<Replay>, OfflineError> {
+    let path = std::path::Path::new(from);
+    if from == "-" || !path.is_dir() {
+        let (name, text) = read_source(from)?;
+        return replays_of(&name, &text, false);
+    }
+    let mut files = Vec::new();
+    collect_files(path, 2, &mut files).map_err(|e| OfflineError::Read {
+        name: from.into(),
+        reason: e.to_string(),
+    })?;
+    // A snapshot directory may hold other files (notes, a status file): when
+    // it has snapshot files, only those are replayed.
+    if files.iter().any(|f| is_snapshot_file(f)) {
+        files.retain(|f| is_snapshot_file(f));
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(OfflineError::Read {
+            name: from.into(),
+            reason: "no .txt files in this directory".into(),
+        });
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        let (name, text) = read_source(&name)?;
+        out.extend(replays_of(&name, &text, true)?);
+    }
+    Ok(out)
+}
+
+fn is_snapshot_file(path: &std::path::Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(history::is_snapshot_name)
+}
+
+/// `.txt` files under `dir`, `depth` levels down (a snapshot_dir holds one
+/// folder per instance).
+fn collect_files(
+    dir: &std::path::Path,
+    depth: usize,
+    out: &mut Vec<std::path::PathBuf>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            if depth > 1 {
+                collect_files(&path, depth - 1, out)?;
+            }
+        } else if path.extension().is_some_and(|e| e == "txt") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The processlists of one file. In a directory, a mysqk event file without
+/// a processlist (follow-ups only) is skipped rather than an error.
+fn replays_of(name: &str, text: &str, in_dir: bool) -> Result<Vec<Replay>, OfflineError> {
+    let snapshot = history::processlist_of(text).map_err(|e| OfflineError::Dump {
+        name: name.into(),
+        source: DumpError {
+            line: e.line,
+            message: e.message,
+        },
+    })?;
+    match snapshot {
+        SnapshotText::Rows(rows) => {
+            return Ok(vec![Replay {
+                name: name.into(),
+                rows,
+            }])
+        }
+        SnapshotText::NoProcesslist if in_dir => return Ok(Vec::new()),
+        SnapshotText::NoProcesslist => {
+            return Err(OfflineError::Read {
+                name: name.into(),
+                reason: "this mysqk event file has no processlist (an event about earlier kills)"
+                    .into(),
+            })
+        }
+        SnapshotText::NotMysqk => {}
+    }
+    let sets = dump::parse_sets(text).map_err(|source| OfflineError::Dump {
+        name: name.into(),
+        source,
+    })?;
+    if sets.len() <= 1 {
+        let rows = sets.into_iter().next().map(|s| s.rows).unwrap_or_default();
+        return Ok(vec![Replay {
+            name: name.into(),
+            rows,
+        }]);
+    }
+    Ok(sets
+        .into_iter()
+        .map(|s| Replay {
+            name: format!("{name} line {}", s.line),
+            rows: s.rows,
+        })
+        .collect())
 }
 
 /// Parse the dump; errors carry the source name and line.

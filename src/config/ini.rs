@@ -115,6 +115,10 @@ pub struct Settings {
     /// Run per event with the event as JSON on stdin.
     pub on_kill_command: Option<String>,
     pub hook_timeout: Duration,
+    /// Snapshot files older than this are deleted (0 = kept forever).
+    pub snapshot_keep_days: u64,
+    /// Beyond this many MB in all, the oldest snapshot files are deleted (0 = no limit).
+    pub snapshot_max_mb: u64,
 }
 
 /// A `HH:MM-HH:MM` local-time window; may cross midnight.
@@ -356,6 +360,8 @@ const KNOWN_SETTINGS: &[&str] = &[
     "lock_file",
     "on_kill_command",
     "hook_timeout",
+    "snapshot_keep_days",
+    "snapshot_max_mb",
 ];
 const KNOWN_MAIL: &[&str] = &[
     "mail_host",
@@ -776,6 +782,8 @@ impl Resolver {
                 .filter(|v| !v.is_empty())
                 .map(String::from),
             hook_timeout: secs("hook_timeout", 10)?,
+            snapshot_keep_days: self.num_or(s, "snapshot_keep_days", 90)?,
+            snapshot_max_mb: self.num_or(s, "snapshot_max_mb", 1024)?,
             snapshot_dir,
         })
     }
@@ -1363,10 +1371,7 @@ pub fn describe(cfg: &Config) -> String {
     ));
     for i in &cfg.instances {
         let r = &i.rules;
-        let users = match &r.users {
-            UserFilter::Nobody => "none".to_string(),
-            UserFilter::Users(set) => set.iter().cloned().collect::<Vec<_>>().join(","),
-        };
+        let users = r.users.describe();
         let re = |r: &Option<Regex>| {
             r.as_ref()
                 .map(|r| format!("/{}/", r.as_str()))

@@ -23,13 +23,38 @@ pub enum UserFilter {
     Nobody,
     /// A list, or `all` already expanded to the `[db_auth]` users.
     Users(BTreeSet<String>),
+    /// Every user whose name matches (pt-kill's `--match-user`; `all`
+    /// without an ini, where there is no `[db_auth]` to expand it to).
+    Matching(UserPattern),
 }
+
+/// A user-name regex, compared by its text (so rules stay `Eq`).
+#[derive(Debug, Clone)]
+pub struct UserPattern(pub Regex);
+
+impl PartialEq for UserPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for UserPattern {}
 
 impl UserFilter {
     pub fn contains(&self, user: &str) -> bool {
         match self {
             UserFilter::Nobody => false,
             UserFilter::Users(set) => set.contains(user),
+            UserFilter::Matching(p) => p.0.is_match(user),
+        }
+    }
+
+    /// How `check-config` and notes show it: `none`, `a,b`, `/RE/`.
+    pub fn describe(&self) -> String {
+        match self {
+            UserFilter::Nobody => "none".to_string(),
+            UserFilter::Users(set) => set.iter().cloned().collect::<Vec<_>>().join(","),
+            UserFilter::Matching(p) => format!("/{}/", p.0.as_str()),
         }
     }
 }

@@ -14,3 +14,4 @@ pub mod row;
 pub mod text;
 pub mod verify;
 pub mod victim;
+pub mod waits;

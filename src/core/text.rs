@@ -116,6 +116,32 @@ pub fn info_text(row: &ProcRow, max: usize) -> String {
         .unwrap_or_default()
 }
 
+/// Rows of cells as an aligned text table under a header: each column as
+/// wide as its widest cell (in terminal columns), two spaces between.
+pub fn align(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(width(c));
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(widths[i] - width(c) + 2));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
 /// Columns a string takes in a terminal, so tables with Chinese SQL line up.
 pub fn width(s: &str) -> usize {
     s.chars().map(char_width).sum()

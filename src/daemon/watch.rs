@@ -47,6 +47,33 @@ pub struct WatchOpts {
     pub config: PathBuf,
     /// Overrides `[settings] lock_file`.
     pub lock_file: Option<PathBuf>,
+    /// Command-line settings that win over the file, at start and after every reload.
+    pub overrides: Overrides,
+    /// Stop cleanly after this long (`--run-time`).
+    pub run_time: Option<Duration>,
+}
+
+/// What `watch`'s flags impose on every version of the config.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--dry-run`: every instance reports only.
+    pub dry_run: bool,
+    /// `--interval`: replaces `check_interval`.
+    pub interval: Option<Duration>,
+}
+
+impl Overrides {
+    fn apply(&self, mut cfg: Config) -> Config {
+        if self.dry_run {
+            for i in &mut cfg.instances {
+                i.dry_run = true;
+            }
+        }
+        if let Some(d) = self.interval {
+            cfg.settings.check_interval = d;
+        }
+        cfg
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +88,7 @@ pub enum WatchError {
 
 /// Run until SIGINT/SIGTERM. `Ok` means a clean stop.
 pub fn run(opts: &WatchOpts) -> Result<(), WatchError> {
-    let mut file = ConfigFile::new(&opts.config);
+    let mut file = ConfigFile::new(&opts.config, opts.overrides.clone());
     let cfg = file.load_initial()?;
     if let Some(p) = &cfg.settings.log_file {
         if let Err(e) = logging::set_file(Some(p)) {
@@ -110,8 +137,12 @@ pub fn run(opts: &WatchOpts) -> Result<(), WatchError> {
         lock_path.display(),
         sup.cfg.settings.status_file.display()
     );
+    if opts.overrides.dry_run {
+        log::info!("--dry-run: every instance reports only, whatever dry_run says");
+    }
+    let until = opts.run_time.map(|d| (Instant::now() + d, d));
     sup.start_all();
-    sup.run(&sig_rx);
+    sup.run(&sig_rx, until);
     terminating.store(true, Ordering::SeqCst);
     sup.shutdown();
     signals_handle.close();
@@ -139,6 +170,7 @@ struct FileSig {
 /// is complete.
 struct ConfigFile {
     path: PathBuf,
+    overrides: Overrides,
     sig: Option<FileSig>,
     /// The content last applied or rejected.
     hash: Option<u64>,
@@ -194,9 +226,10 @@ pub fn settle_time(current: &Config, parsed: &Result<Config, ConfigError>) -> Du
 }
 
 impl ConfigFile {
-    fn new(path: &Path) -> ConfigFile {
+    fn new(path: &Path, overrides: Overrides) -> ConfigFile {
         ConfigFile {
             path: path.to_path_buf(),
+            overrides,
             sig: None,
             hash: None,
             pending: None,
@@ -222,11 +255,12 @@ impl ConfigFile {
         Ok(cfg)
     }
 
-    /// Decode (BOM dropped, non-UTF-8 located) and parse.
+    /// Decode (BOM dropped, non-UTF-8 located), parse, and impose the
+    /// command line's overrides.
     fn parse_bytes(&self, bytes: &[u8]) -> Result<Config, ConfigError> {
         let text = crate::config::decode_text(bytes)
             .map_err(|line| crate::config::not_utf8(&self.path, line))?;
-        parse(&self.path, &text)
+        parse(&self.path, &text).map(|c| self.overrides.apply(c))
     }
 
     /// A new parse result when the file changed and has settled since the
@@ -377,8 +411,15 @@ impl Supervisor {
         self.write_status(true);
     }
 
-    fn run(&mut self, signals: &Receiver<i32>) {
+    /// Until a stop signal, or `until` (deadline, run time) has passed.
+    fn run(&mut self, signals: &Receiver<i32>, until: Option<(Instant, Duration)>) {
         loop {
+            if let Some((deadline, d)) = until {
+                if Instant::now() >= deadline {
+                    log::info!("--run-time {} s is over: stopping", d.as_secs());
+                    return;
+                }
+            }
             let mut force = false;
             match signals.recv_timeout(TICK) {
                 Ok(SIGHUP) => {

@@ -3,9 +3,11 @@
 //! `config` and the data types of `server`; never the daemon or the CLI.
 
 pub mod event;
+pub mod history;
 pub mod hook;
 pub mod jsonl;
 pub mod logging;
 pub mod mail;
 pub mod output;
 pub mod reporter;
+pub mod retention;

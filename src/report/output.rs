@@ -1,56 +1,51 @@
 //! Human-readable tables of what matched and what was done.
 
 use crate::core::outcome::Outcome;
-use crate::core::text::{info_text, log_value, neutral, width};
+use crate::core::text::{info_text, log_value, neutral};
 
 /// Render rows of cells as an aligned text table with a header.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(width(c));
-        }
-    }
-    let line = |cells: Vec<&str>| -> String {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(c);
-                s.push_str(&" ".repeat(widths[i] - width(c) + 2));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(header.to_vec());
-    for r in rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
-    out
+    crate::core::text::align(header, rows)
 }
 
 /// The victims table: id, user, host, db, command, time, info, reason, action, result.
 pub fn outcomes_table(outcomes: &[Outcome], info_width: usize) -> String {
-    let header = [
+    table_of(None, outcomes, info_width)
+}
+
+/// The table `mysqk kill` prints: [`outcomes_table`] with an INSTANCE column
+/// first, so lines of several instances (or pasted into a ticket) say where
+/// they come from.
+pub fn instance_outcomes_table(dbid: &str, outcomes: &[Outcome], info_width: usize) -> String {
+    table_of(Some(dbid), outcomes, info_width)
+}
+
+fn table_of(dbid: Option<&str>, outcomes: &[Outcome], info_width: usize) -> String {
+    let mut header = vec![
         "ID", "USER", "HOST", "DB", "COMMAND", "TIME", "INFO", "REASON", "ACTION", "RESULT",
     ];
+    if dbid.is_some() {
+        header.insert(0, "INSTANCE");
+    }
     let rows: Vec<Vec<String>> = outcomes
         .iter()
         .map(|o| {
             let r = &o.victim.row;
-            vec![
-                r.id.to_string(),
-                neutral(&r.user),
-                neutral(&r.host),
-                neutral(r.db.as_deref().unwrap_or_default()),
-                neutral(&r.command),
-                r.time.to_string(),
-                info_text(r, info_width),
-                neutral(&o.victim.reason_text()),
-                o.action.label().to_string(),
-                neutral(&o.result.text()),
-            ]
+            dbid.map(str::to_string)
+                .into_iter()
+                .chain([
+                    r.id.to_string(),
+                    neutral(&r.user),
+                    neutral(&r.host),
+                    neutral(r.db.as_deref().unwrap_or_default()),
+                    neutral(&r.command),
+                    r.time.to_string(),
+                    info_text(r, info_width),
+                    neutral(&o.victim.reason_text()),
+                    o.action.label().to_string(),
+                    neutral(&o.result.text()),
+                ])
+                .collect()
         })
         .collect();
     render(&header, &rows)

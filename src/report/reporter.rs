@@ -20,6 +20,7 @@ use crate::report::event::Event;
 use crate::report::hook::Hook;
 use crate::report::mail::Mailer;
 use crate::report::output;
+use crate::report::retention;
 
 /// Events waiting for the reporter; beyond this, events are dropped and counted.
 const QUEUE: usize = 256;
@@ -102,8 +103,14 @@ impl Reporter {
     }
 }
 
+/// Snapshot retention runs at most this often after a new snapshot ...
+const PRUNE_AFTER_WRITE: Duration = Duration::from_secs(60);
+/// ... and at least this often (files age without new events).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 fn run(rx: Receiver<Msg>, cfg: Arc<Config>) {
     let mut state = State::new(cfg);
+    state.prune();
     loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(Msg::Event(e)) => state.handle(&e),
@@ -112,6 +119,13 @@ fn run(rx: Receiver<Msg>, cfg: Arc<Config>) {
             Err(RecvTimeoutError::Timeout) => {}
         }
         state.mailer.tick();
+        let since = state.last_prune.elapsed();
+        if since >= PRUNE_EVERY || (state.prune_due && since >= PRUNE_AFTER_WRITE) {
+            state.prune();
+        }
+    }
+    if state.prune_due {
+        state.prune();
     }
     state.mailer.shutdown();
 }
@@ -134,6 +148,8 @@ struct State {
     hook: Hook,
     /// Snapshots whose write failed, retried at the next event (oldest first).
     pending: std::collections::VecDeque<Pending>,
+    last_prune: std::time::Instant,
+    prune_due: bool,
 }
 
 impl State {
@@ -143,13 +159,38 @@ impl State {
             hook: Hook::new(&cfg.settings),
             cfg,
             pending: std::collections::VecDeque::new(),
+            last_prune: std::time::Instant::now(),
+            prune_due: false,
         }
+    }
+
+    /// Apply `snapshot_keep_days` / `snapshot_max_mb`.
+    fn prune(&mut self) {
+        let st = &self.cfg.settings;
+        let done = retention::prune(&st.snapshot_dir, st.snapshot_keep_days, st.snapshot_max_mb);
+        if done.files > 0 {
+            log::info!(
+                "snapshots: {} old file{} deleted ({:.1} MB; snapshot_keep_days={}, snapshot_max_mb={})",
+                done.files,
+                if done.files == 1 { "" } else { "s" },
+                done.bytes as f64 / (1024.0 * 1024.0),
+                st.snapshot_keep_days,
+                st.snapshot_max_mb
+            );
+        }
+        for e in &done.errors {
+            log::warn!("snapshot retention: {e}");
+        }
+        self.last_prune = std::time::Instant::now();
+        self.prune_due = false;
     }
 
     fn reconfigure(&mut self, cfg: Arc<Config>) {
         self.mailer.reconfigure(&cfg.mail);
         self.hook = Hook::new(&cfg.settings);
         self.cfg = cfg;
+        // The retention settings may have changed.
+        self.prune_due = true;
     }
 
     fn handle(&mut self, e: &Event) {
@@ -159,6 +200,7 @@ impl State {
         let path = match write_snapshot(dir, &e.dbid, e.time, &text) {
             Ok(p) => {
                 log::info!("{}: snapshot written to {}", e.dbid, p.display());
+                self.prune_due = true;
                 Some(p)
             }
             Err(err) => {

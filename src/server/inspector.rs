@@ -1,7 +1,7 @@
 //! Reads server state: the processlist, InnoDB lock waits, and the snapshot
 //! taken before any kill. Read-only; every query runs on a held session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use mysql::prelude::Queryable;
 use mysql::{Row, Value};
@@ -10,6 +10,7 @@ use crate::core::matcher::LockWait;
 use crate::core::mdl;
 use crate::core::row::ProcRow;
 use crate::core::verify::TrxFacts;
+use crate::core::waits;
 use crate::server::session::{Flavor, Session, SessionError};
 
 fn text(v: Option<Value>) -> Option<String> {
@@ -191,6 +192,22 @@ pub fn trx_facts(s: &mut Session, ids: &[u64]) -> Result<HashMap<u64, TrxFacts>,
                 },
             )
         })
+        .collect())
+}
+
+/// Every open InnoDB transaction: (thread id, seconds since it started).
+/// The suspects when a metadata-lock wait has no known blocker.
+pub fn open_transactions(s: &mut Session) -> Result<Vec<(u64, u64)>, SessionError> {
+    let rows: Vec<Row> = s
+        .conn
+        .query(
+            "SELECT trx_mysql_thread_id, TIMESTAMPDIFF(SECOND, trx_started, NOW()) \
+             FROM information_schema.INNODB_TRX ORDER BY trx_started",
+        )
+        .map_err(|e| s.query_err(&e))?;
+    Ok(rows
+        .into_iter()
+        .map(|mut r| (number(r.take(0)), number(r.take(1))))
         .collect())
 }
 
@@ -416,10 +433,29 @@ pub fn snapshot(s: &mut Session, processlist: &[ProcRow]) -> Snapshot {
         Flavor::MySql8 => "SELECT * FROM performance_schema.data_lock_waits",
         _ => "SELECT * FROM information_schema.INNODB_LOCK_WAITS",
     };
-    let mut lock_waits = query_table(s, lock_sql);
+    let raw = query_table(s, lock_sql);
     // Metadata-lock waits go with the row-lock waits: same question (who
     // blocks whom), same section of the snapshot.
     let found = mdl_waits(s, processlist);
+    let row_waits = self::lock_waits(s).unwrap_or_default();
+    let mdl_list = found.as_ref().map(|(w, _)| w.as_slice()).unwrap_or(&[]);
+    // First in words (ids, users, statements, wait), then the raw tables.
+    let mut lock_waits = waits::who_waits(&row_waits, mdl_list, processlist);
+    if let Some((w, source)) = &found {
+        let open = open_transactions(s).unwrap_or_default();
+        for h in waits::mdl_hints(
+            w,
+            processlist,
+            &open,
+            &HashSet::new(),
+            None,
+            *source == MdlSource::None,
+        ) {
+            lock_waits.push_str(&format!("hint: {h}\n"));
+        }
+    }
+    lock_waits.push('\n');
+    lock_waits.push_str(&raw);
     lock_waits.push('\n');
     lock_waits.push_str(&mdl_table(found.as_ref()));
     Snapshot {

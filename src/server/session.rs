@@ -1,6 +1,7 @@
 //! Held connections: one per `[db_auth]` user per instance, each with
 //! connect/read/write timeouts so a server that stops answering can never hang
-//! a thread for longer than `read_timeout`.
+//! a thread for longer than `read_timeout`, nor a login for longer than
+//! `connect_timeout`.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -213,6 +214,65 @@ pub fn is_full(e: &mysql::Error) -> bool {
     }
 }
 
+/// `Conn::new` within `limit` in all (TCP connect plus every step of the
+/// handshake). The driver bounds each step on its own; the whole login runs
+/// on a helper thread so the sum is bounded too. A helper that is given up
+/// on ends by itself within one more step (its reads are bounded).
+/// The error is the driver's, when it answered in time, and the words for it.
+fn login(opts: OptsBuilder, limit: Duration) -> Result<Conn, (Option<mysql::Error>, String)> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let helper = std::thread::Builder::new()
+        .name("login".into())
+        .spawn(move || {
+            let _ = tx.send(Conn::new(opts));
+        });
+    if helper.is_err() {
+        return Err((None, "cannot start the login thread".into()));
+    }
+    match rx.recv_timeout(limit + LOGIN_SLACK) {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => {
+            let text = error_text(&e);
+            Err((Some(e), text))
+        }
+        Err(_) => Err((
+            None,
+            format!(
+                "no answer within connect_timeout ({} s) during the login (server hung or unreachable)",
+                limit.as_secs()
+            ),
+        )),
+    }
+}
+
+/// The driver's own timeouts fire first; this only covers their sum.
+const LOGIN_SLACK: Duration = Duration::from_millis(200);
+
+/// Give an open connection's socket the steady-state read/write timeout.
+fn set_socket_timeouts(conn: &Conn, d: Duration) -> std::io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_usec: libc::suseconds_t::from(d.subsec_micros()),
+    };
+    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: setsockopt on the connection's own socket with a timeval
+        // that lives for the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                conn.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 impl Session {
     pub fn open(target: &Target, user: &str, password: &Secret) -> Result<Session, SessionError> {
         let addr = target.addr();
@@ -223,6 +283,9 @@ impl Session {
             full: e.is_some_and(is_full),
             reason,
         };
+        // The login's reads and writes get connect_timeout, not read_timeout:
+        // a port that accepts TCP and never answers must fail as fast as
+        // one that refuses. read_timeout applies once logged in.
         let opts = OptsBuilder::new()
             .ip_or_hostname(Some(target.host.clone()))
             .tcp_port(target.port)
@@ -230,8 +293,8 @@ impl Session {
             .pass(Some(password.expose()))
             .prefer_socket(false)
             .tcp_connect_timeout(Some(target.connect_timeout))
-            .read_timeout(Some(target.read_timeout))
-            .write_timeout(Some(target.read_timeout))
+            .read_timeout(Some(target.connect_timeout))
+            .write_timeout(Some(target.connect_timeout))
             // Keepalive probes tell a peer that is gone (host down, cable cut)
             // from one that is only slow: a held session that stopped answering
             // is kept until the kernel says the peer is unreachable.
@@ -239,7 +302,14 @@ impl Session {
             .tcp_keepalive_probe_interval_secs(Some(5))
             .tcp_keepalive_probe_count(Some(6))
             .stmt_cache_size(Some(0));
-        let mut conn = Conn::new(opts).map_err(|e| fail(Some(&e), error_text(&e)))?;
+        let mut conn =
+            login(opts, target.connect_timeout).map_err(|(e, reason)| fail(e.as_ref(), reason))?;
+        set_socket_timeouts(&conn, target.read_timeout).map_err(|e| {
+            fail(
+                None,
+                format!("cannot set the read timeout on the connection: {e}"),
+            )
+        })?;
         let (conn_id, version): (u64, String) = conn
             .query_first("SELECT CONNECTION_ID(), VERSION()")
             .map_err(|e| fail(Some(&e), error_text(&e)))?
