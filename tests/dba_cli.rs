@@ -809,6 +809,8 @@ fn snapshots_say_who_waits_for_whom_and_mdl_waits_get_a_hint() {
         .unwrap_or_else(|| panic!("{text}"));
     let line = section
         .lines()
+        // Server text in a snapshot is framed behind `  | `.
+        .map(|l| l.trim_start_matches("  | "))
         .find(|l| l.starts_with("row ") && l.contains(&waiter.conn_id.to_string()))
         .unwrap_or_else(|| panic!("no row-lock line for {}:\n{section}", waiter.conn_id));
     for part in [
