@@ -777,7 +777,8 @@ fn a_victim_left_unkilled_by_a_failed_login_exits_1_and_says_why() {
     assert_eq!(code, 1, "a runtime failure:\n{out}{err}");
     let row = out
         .lines()
-        .find(|l| l.starts_with(&q.conn_id.to_string()))
+        // The kill table: INSTANCE, then ID.
+        .find(|l| l.split_whitespace().nth(1) == Some(q.conn_id.to_string().as_str()))
         .unwrap_or_else(|| panic!("no row for {}:\n{out}", q.conn_id));
     assert!(row.contains("login failed: 1045 Access denied"), "{row}");
     assert!(out.contains("1 failed"), "{out}");
