@@ -873,3 +873,103 @@ fn doctor_in_a_storm_names_the_watch_that_holds_sessions_and_never_says_restart(
     );
     drop(idle);
 }
+
+/// A user name with a space and a quote: the log line stays one record whose
+/// fields parse back (`user="ev \"q u"`), and the table shows it as it is.
+#[test]
+fn a_user_name_with_spaces_cannot_fake_a_log_field() {
+    let s = server();
+    let t = Tenant::new("Pw-ev8");
+    let odd = format!("ev \"q {}", unique("u"));
+    s.create_app_user(&odd, &t.pw, &unique("db"));
+    let ini = tenant_ini(&t, "k_longtime=1", "", "");
+    let text = fs::read_to_string(&ini)
+        .unwrap()
+        .replace(&format!("k_user={}", t.app), &format!("k_user={odd}"))
+        .replace("[db_auth]\n", &format!("[db_auth]\n{odd}={}\n", t.pw));
+    fs::write(&ini, text).unwrap();
+    let q = s.spawn_query(&odd, &t.pw, "SELECT SLEEP(60) /* host=evil user=root */");
+    s.wait_query_time(q.conn_id, 1);
+    let (code, out, log) = run(&[
+        "-v",
+        "kill",
+        "-c",
+        ini.to_str().unwrap(),
+        "--db",
+        "x",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{out}{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("thread {} ", q.conn_id)))
+        .unwrap_or_else(|| panic!("no log line:\n{log}"));
+    let fields = log_fields(line);
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["user", "host", "db", "command", "time", "info", "reason", "action", "result"],
+        "{line}"
+    );
+    assert_eq!(fields[0].1, odd, "{line}");
+    assert_eq!(
+        fields[5].1, "SELECT SLEEP(60) /* host=evil user=root */",
+        "{line}"
+    );
+    s.kill_thread(q.conn_id);
+    let _ = q.join();
+}
+
+/// `key=value` fields of a log line after `thread N `: values quoted with
+/// `\"` / `\\` escapes, or bare up to a space (a bare word without `=`
+/// continues the previous value, as in `action=kill connection`).
+fn log_fields(line: &str) -> Vec<(String, String)> {
+    let rest = line.split_once(" thread ").map_or("", |(_, r)| r);
+    let rest = rest.split_once(' ').map_or("", |(_, r)| r);
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return out;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c == ' ' {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        if chars.peek() != Some(&'=') {
+            if let Some(last) = out.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(&key);
+            }
+            continue;
+        }
+        chars.next();
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ' ' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        out.push((key, value));
+    }
+}

@@ -200,10 +200,31 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 2_000, ..Default::default() })]
         #[test]
-        fn neutral_leaves_no_control_character(s in "\\PC*|[\\x00-\\x{9f}\\x{2028}\\x{202e}a ]*") {
+        fn neutral_leaves_no_control_character(s in "\\PC*|[\\x00-\\x{9f}\\x{2028}\\x{202e}a \\x22\\x5c=]*") {
             for out in [neutral(&s), cut(&s, 50), log_value(&s)] {
                 proptest::prop_assert!(!out.chars().any(is_unsafe), "{s:?} -> {out:?}");
             }
+            // A log value reads back as exactly the neutral text, whatever it holds.
+            let v = log_value(&s);
+            let back = match v.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+                Some(inner) => {
+                    let mut out = String::new();
+                    let mut it = inner.chars();
+                    while let Some(c) = it.next() {
+                        match c {
+                            '\\' => out.extend(it.next()),
+                            '"' => proptest::prop_assert!(false, "raw quote inside {v:?}"),
+                            c => out.push(c),
+                        }
+                    }
+                    out
+                }
+                None => {
+                    proptest::prop_assert!(!v.contains(' ') && !v.contains('"'), "{v:?}");
+                    v.clone()
+                }
+            };
+            proptest::prop_assert_eq!(back, neutral(&s));
             let f = framed(&s, "  | ");
             proptest::prop_assert!(f.lines().all(|l| l.starts_with("  | ")));
             proptest::prop_assert!(!f.chars().any(|c| c != '\n' && is_unsafe(c)));
