@@ -623,6 +623,25 @@ fn match_replays_each_snapshot_of_a_file_on_its_own() {
         text.contains("line 5): 3 threads, 3 would be killed"),
         "{text}"
     );
+
+    // Several files (pt-kill's `--test-matching a,b`): each on its own too.
+    let other = dir.path().join("later.txt");
+    std::fs::write(&other, &two).unwrap();
+    let other = other.to_str().unwrap();
+    let mut args = vec!["match", "--from", file, "--from", other];
+    args.extend_from_slice(&rules);
+    args.push("4");
+    let (code, text) = mysqk_in(dir.path(), &args);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("snapshot 3/3 (")
+            && text.contains("later.txt): 3 threads, 0 would be killed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 snapshots in") && text.contains("0 would be killed in all"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -872,11 +891,12 @@ fn newest_snapshot(dir: &Path) -> PathBuf {
 }
 
 #[test]
-fn watch_dry_run_and_run_time() {
+fn watch_dry_run_run_time_and_interval() {
     let t = Setup::new();
     let s = server();
+    // check_interval=30 in the file: only --interval 1 gives several passes.
     let ini = t.ini(
-        "check_interval=1",
+        "check_interval=30",
         &format!("k_user={}\nk_longtime=1", t.app1),
     );
     let q = t.query(&t.app1, "SELECT SLEEP(60)");
@@ -890,6 +910,8 @@ fn watch_dry_run_and_run_time() {
             "--dry-run",
             "--run-time",
             "3s",
+            "--interval",
+            "1",
         ]),
         Duration::from_secs(30),
     );
@@ -906,5 +928,13 @@ fn watch_dry_run_and_run_time() {
         "{text}"
     );
     assert!(s.thread_exists(q.conn_id), "--dry-run killed:\n{text}");
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.snapshots().join("mysqk.status")).unwrap())
+            .unwrap();
+    let passes = status["instances"]["x"]["passes"].as_u64().unwrap_or(0);
+    assert!(
+        passes >= 3,
+        "--interval 1 over 3 s: {passes} passes\n{status}"
+    );
     s.kill_thread(q.conn_id);
 }

@@ -219,8 +219,9 @@ pub struct MatchArgs {
     /// Processlist dump (SHOW FULL PROCESSLIST as \G, boxed table or
     /// tab-separated; several in one file are replayed one by one), a mysqk
     /// snapshot file, or a directory of them; `-` = stdin
+    /// (repeat --from for several: pt-kill's `--test-matching a,b`)
     #[arg(long = "from", required = true, value_name = "DUMP")]
-    pub from: String,
+    pub from: Vec<String>,
     /// One JSON object per matched thread on stdout, one per line
     #[arg(long)]
     pub json: bool,
@@ -895,7 +896,10 @@ fn match_dump(cli: &Cli, args: &MatchArgs) -> Result<u8, CliError> {
     };
     let rules = override_rules(cfg, &base, &args.rules)?;
     let bad_input = |e: offline::OfflineError| CliError::Usage(e.to_string());
-    let replays = offline::load(&args.from).map_err(bad_input)?;
+    let mut replays = Vec::new();
+    for from in &args.from {
+        replays.extend(offline::load(from).map_err(bad_input)?);
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for note in offline::notes(&rules) {
@@ -942,7 +946,7 @@ fn match_dump(cli: &Cli, args: &MatchArgs) -> Result<u8, CliError> {
             "{label}: {} snapshots in {}, {total} would be killed in all (each replayed on its own; \
              offline match: nothing was killed)",
             replays.len(),
-            args.from
+            args.from.join(", ")
         );
     }
     Ok(0)
