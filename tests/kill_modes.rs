@@ -260,7 +260,8 @@ fn kill_query_ignored_is_escalated_to_kill_connection_once() {
     assert!(out.contains("kill query"), "{out}");
     let mine: Vec<&str> = out
         .lines()
-        .filter(|l| l.starts_with(&format!("x: thread {id} (")))
+        // Each line starts with its timestamp.
+        .filter(|l| l.contains(&format!(" x: thread {id} (")))
         .collect();
     assert_eq!(mine.len(), 2, "escalated, then gone:\n{out}");
     assert!(

@@ -418,18 +418,7 @@ fn init_logging(verbose: u8, daemon: bool) {
     // The driver logs connection details at debug; they are not ours to print.
     b.filter_module("mysql", log::LevelFilter::Warn);
     b.filter_module("mysql_common", log::LevelFilter::Warn);
-    // Messages quote server text (errors, names): one line, no control
-    // character, whatever the server sent.
-    b.format(|buf, record| {
-        writeln!(
-            buf,
-            "[{} {:<5} {}] {}",
-            buf.timestamp(),
-            record.level(),
-            record.target(),
-            crate::core::text::neutral(&record.args().to_string())
-        )
-    });
+    b.format(|buf, record| crate::report::logging::format(buf, record));
     if daemon {
         // `watch` learns [settings] log_file only after the logger exists.
         b.target(env_logger::Target::Pipe(Box::new(
@@ -484,6 +473,7 @@ fn load_config_or(cli: &Cli, alternative: &str) -> Result<Config, CliError> {
         return Err(missing_config(cli, alternative));
     }
     let cfg = Config::load(&path)?;
+    crate::report::clock::set_utc(cfg.settings.log_utc);
     for w in &cfg.warnings {
         log::warn!("{w}");
     }
@@ -1122,7 +1112,9 @@ fn run_instance(
             }
         }
     }
-    let mut sessions = Sessions::new(Target::of(cfg, inst));
+    let mut sessions = Sessions::new(Target::of(cfg, inst))
+        .for_instance(&inst.dbid)
+        .quiet();
     let result = pass::run(cfg, inst, rules, dry_run, &mut sessions, &HashSet::new());
     let mut followups = Vec::new();
     let mut hints = Vec::new();
@@ -1210,19 +1202,28 @@ impl Printer<'_> {
     }
 
     fn print(&mut self, run: InstanceRun) {
+        // Lines that say what happened when carry a timestamp, as log lines
+        // do (a cron run appends them to one file); the table does not.
+        let stamp = crate::report::clock::stamp_now;
         if let Some(why) = &run.skipped {
-            self.human(&format!("{}: skipped ({why})\n", run.dbid));
+            self.human(&format!("{} {}: skipped ({why})\n", stamp(), run.dbid));
             return;
         }
         let mut report = match run.result {
             Err(e) => {
                 self.failed = true;
+                // Said once, here (not logged again): the error names its
+                // instance already.
+                let text = e.to_string();
+                let text = text
+                    .strip_prefix(&format!("{}: ", run.dbid))
+                    .unwrap_or(&text);
                 self.human(&format!(
-                    "{}: ERROR {}\n",
+                    "{} {}: ERROR {}\n",
+                    stamp(),
                     run.dbid,
-                    crate::core::text::neutral(&e.to_string())
+                    crate::core::text::neutral(text)
                 ));
-                log::error!("{e}");
                 return;
             }
             Ok(report) => report,
@@ -1253,7 +1254,8 @@ impl Printer<'_> {
                 format!("{label}: {}", f.detail)
             };
             self.human(&format!(
-                "{}: thread {} ({}): {}\n",
+                "{} {}: thread {} ({}): {}\n",
+                stamp(),
                 run.dbid,
                 f.id,
                 crate::core::text::neutral(&f.user),
@@ -1262,7 +1264,8 @@ impl Printer<'_> {
         }
         for h in &run.hints {
             self.human(&format!(
-                "{}: hint: {}\n",
+                "{} {}: hint: {}\n",
+                stamp(),
                 run.dbid,
                 crate::core::text::neutral(h)
             ));
@@ -1285,30 +1288,14 @@ impl Printer<'_> {
                 reporter.send(event);
             }
         }
-        use crate::server::killer::KillResult;
-        let count = |f: &dyn Fn(&KillResult) -> bool| {
-            report.outcomes.iter().filter(|o| f(&o.result)).count()
-        };
-        let killed = count(&|r| matches!(r, KillResult::Killed { .. }));
-        let gone = count(&|r| *r == KillResult::Gone);
-        let nosession =
-            count(&|r| matches!(r, KillResult::NoSession { .. } | KillResult::Pending { .. }));
-        let fails = count(&|r| r.is_failure());
-        self.failed |= fails > 0;
+        let tally = output::Tally::of(&report.outcomes, run.dry_run);
+        self.failed |= tally.failed > 0;
         self.human(&format!(
-            "{}: {} threads scanned, {} matched, {}{} killed, {} gone, {} no session, {} failed\n",
+            "{} {}: {} scanned, {}\n",
+            stamp(),
             run.dbid,
-            report.rows.len(),
-            report.outcomes.len(),
-            if run.dry_run { "DRY RUN: 0 " } else { "" },
-            if run.dry_run {
-                String::new()
-            } else {
-                killed.to_string()
-            },
-            gone,
-            nosession,
-            fails
+            output::count(report.rows.len(), "thread"),
+            tally.text()
         ));
     }
 }

@@ -119,6 +119,8 @@ pub struct Settings {
     pub snapshot_keep_days: u64,
     /// Beyond this many MB in all, the oldest snapshot files are deleted (0 = no limit).
     pub snapshot_max_mb: u64,
+    /// Timestamps in UTC rather than local time with offset (`report::clock`).
+    pub log_utc: bool,
 }
 
 /// A `HH:MM-HH:MM` local-time window; may cross midnight.
@@ -362,6 +364,7 @@ const KNOWN_SETTINGS: &[&str] = &[
     "hook_timeout",
     "snapshot_keep_days",
     "snapshot_max_mb",
+    "log_utc",
 ];
 const KNOWN_MAIL: &[&str] = &[
     "mail_host",
@@ -784,6 +787,17 @@ impl Resolver {
             hook_timeout: secs("hook_timeout", 10)?,
             snapshot_keep_days: self.num_or(s, "snapshot_keep_days", 90)?,
             snapshot_max_mb: self.num_or(s, "snapshot_max_mb", 1024)?,
+            log_utc: match self
+                .get(s, "log_utc")
+                .map(|v| v.trim().to_ascii_lowercase())
+            {
+                None => false,
+                Some(v) => match v.as_str() {
+                    "" | "0" | "no" | "false" | "off" => false,
+                    "1" | "yes" | "true" | "on" => true,
+                    _ => return Err(self.err(s, "log_utc", format!("`{v}`: use 0 or 1"))),
+                },
+            },
             snapshot_dir,
         })
     }

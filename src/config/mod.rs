@@ -3,6 +3,7 @@
 //! decrypted here. May use `core` (the rule types) and nothing else of mysqk.
 
 pub mod crypto;
+pub mod diff;
 mod ini;
 
 pub use ini::*;

@@ -294,7 +294,7 @@ impl Worker {
         stop: Arc<AtomicBool>,
         rx: Receiver<Control>,
     ) -> Worker {
-        let mut sessions = Sessions::new(Target::of(&cfg, &inst));
+        let mut sessions = Sessions::new(Target::of(&cfg, &inst)).for_instance(&inst.dbid);
         sessions.max_backoff = max_backoff(&cfg);
         let killed_report = inst.rules.killed_report;
         let now = Instant::now();
@@ -553,7 +553,12 @@ impl Worker {
     /// reads `INNODB_TRX`, sends the escalations and logs every finding. Only
     /// the notable findings become events: "gone" after every kill would
     /// double the snapshots without telling anything new.
-    fn verify_step(&mut self, rules: &Rules, rows: &[ProcRow]) -> Vec<Followup> {
+    fn verify_step(
+        &mut self,
+        rules: &Rules,
+        rows: &[ProcRow],
+        plog: &mut PassLog,
+    ) -> Vec<Followup> {
         let findings = pass::verify(
             &self.cfg,
             &self.inst,
@@ -562,6 +567,7 @@ impl Worker {
             &mut self.tracker,
             rows,
         );
+        plog.earlier(&findings);
         for f in &findings {
             if f.kind == verify::Kind::Escalated {
                 self.stats.kills += 1;
@@ -591,9 +597,21 @@ impl Worker {
     fn fail_pass(&mut self, msg: String) {
         self.stats.errors += 1;
         self.stats.last_pass_ok = Some(false);
-        // One line per distinct failure, not one per interval.
+        // One line per distinct failure, not one per interval. The reason is
+        // said once: when db_puser's session failed, its own log line gave it.
         if self.stats.last_error.as_deref() != Some(msg.as_str()) {
-            log::warn!("{}: pass failed: {msg}", self.dbid);
+            if self.sessions.error_of(&self.inst.puser).is_some() {
+                log::warn!(
+                    "{}: pass failed: no session of db_puser {}",
+                    self.dbid,
+                    self.inst.puser
+                );
+            } else {
+                let text = msg
+                    .strip_prefix(&format!("{}: ", self.dbid))
+                    .unwrap_or(&msg);
+                log::warn!("{}: pass failed: {text}", self.dbid);
+            }
         }
         self.stats.last_error = Some(msg);
     }
@@ -609,6 +627,7 @@ impl Worker {
             return;
         }
         self.stats.passes += 1;
+        let mut plog = PassLog::new(&self.dbid, self.stats.passes);
         if counted {
             self.run_count += 1;
         }
@@ -617,6 +636,7 @@ impl Worker {
         let pending = self.tracker.ids();
         let scope = pass::Scope::Candidates(&pending);
         let scanned = pass::scan_scoped(&self.cfg, &self.inst, &rules, &mut self.sessions, scope);
+        plog.step("scan");
         let (scan, complete) = match scanned {
             Ok(s) => (s.scan, s.complete),
             Err(e) => {
@@ -632,7 +652,9 @@ impl Worker {
         self.stats.last_pass_ok = Some(true);
         self.stats.last_error = None;
 
-        let followups = self.verify_step(&rules, &scan.rows);
+        plog.rows = scan.rows.len();
+        let followups = self.verify_step(&rules, &scan.rows, &mut plog);
+        plog.step("verify");
         let dry_run = self.inst.dry_run;
         forget_gone(&mut self.dry_reported, &scan.rows);
         forget_gone(&mut self.no_session_reported, &scan.rows);
@@ -646,6 +668,7 @@ impl Worker {
             .filter(|v| !skip.contains(&v.row.id))
             .collect();
         skip.extend(victims.iter().map(|v| v.row.id));
+        plog.step("match");
         self.early =
             next_crossing(&scan, &rules, &skip).map(|d| read_at + (d + CROSS_MARGIN).max(MIN_WAKE));
         self.verify_soon(read_at);
@@ -667,11 +690,13 @@ impl Worker {
         } else {
             None
         };
+        plog.step("snapshot");
         let outcomes = if victims.is_empty() {
             Vec::new()
         } else {
             pass::kill(&self.cfg, &rules, dry_run, &mut self.sessions, &victims)
         };
+        plog.step("kill");
         let sent = Instant::now();
         let mut reported = Vec::new();
         for o in outcomes {
@@ -714,6 +739,10 @@ impl Worker {
                 _ => log::info!("{line}"),
             }
             reported.push(o);
+        }
+        if !reported.is_empty() {
+            plog.summary
+                .push(output::Tally::of(&reported, dry_run).text());
         }
         self.tracker.track(&reported, sent);
         if !reported.is_empty() {
@@ -759,6 +788,82 @@ impl Worker {
             s.dropped_events = st.dropped;
             s.pending_kills = self.tracker.len();
         });
+    }
+}
+
+/// What one pass logs, however it ends: its timings at debug (`-vv`), and,
+/// when it did something, one summary line at info: the kills of this pass
+/// by result, and what the earlier ones came to. A storm of 57 threads is
+/// then 57 kill lines (SPEC 5) and one summary, not a second line per kill.
+struct PassLog {
+    dbid: String,
+    pass: u64,
+    mark: Instant,
+    rows: usize,
+    steps: Vec<(&'static str, Duration)>,
+    summary: Vec<String>,
+}
+
+impl PassLog {
+    fn new(dbid: &str, pass: u64) -> PassLog {
+        PassLog {
+            dbid: dbid.to_string(),
+            pass,
+            mark: Instant::now(),
+            rows: 0,
+            steps: Vec::new(),
+            summary: Vec::new(),
+        }
+    }
+
+    /// The time since the previous step was spent in `name`.
+    fn step(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.steps.push((name, now - self.mark));
+        self.mark = now;
+    }
+
+    /// Earlier kills, counted by what became of them.
+    fn earlier(&mut self, findings: &[Finding]) {
+        let mut by_kind: Vec<(&'static str, usize)> = Vec::new();
+        for f in findings {
+            match by_kind.iter_mut().find(|(k, _)| *k == f.kind.label()) {
+                Some((_, n)) => *n += 1,
+                None => by_kind.push((f.kind.label(), 1)),
+            }
+        }
+        if !by_kind.is_empty() {
+            let parts: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            self.summary
+                .push(format!("earlier kills: {}", parts.join(", ")));
+        }
+    }
+}
+
+impl Drop for PassLog {
+    fn drop(&mut self) {
+        if log::log_enabled!(log::Level::Debug) {
+            let steps: Vec<String> = self
+                .steps
+                .iter()
+                .map(|(n, d)| format!("{n} {:.1} ms", d.as_secs_f64() * 1000.0))
+                .collect();
+            log::debug!(
+                "{}: pass {}: {} read; {}",
+                self.dbid,
+                self.pass,
+                output::count(self.rows, "row"),
+                steps.join(", ")
+            );
+        }
+        if !self.summary.is_empty() {
+            log::info!(
+                "{}: pass {}: {}",
+                self.dbid,
+                self.pass,
+                self.summary.join("; ")
+            );
+        }
     }
 }
 

@@ -97,7 +97,7 @@ struct Doc<'a> {
 }
 
 pub fn timestamp(t: DateTime<Local>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, false)
+    crate::report::clock::rfc3339(t, SecondsFormat::Millis)
 }
 
 impl StatusBoard {

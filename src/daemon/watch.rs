@@ -90,6 +90,7 @@ pub enum WatchError {
 pub fn run(opts: &WatchOpts) -> Result<(), WatchError> {
     let mut file = ConfigFile::new(&opts.config, opts.overrides.clone());
     let cfg = file.load_initial()?;
+    crate::report::clock::set_utc(cfg.settings.log_utc);
     if let Some(p) = &cfg.settings.log_file {
         if let Err(e) = logging::set_file(Some(p)) {
             log::warn!(
@@ -443,6 +444,11 @@ impl Supervisor {
                     log::error!("config reload rejected, keeping the last good config: {e}");
                     self.board.set_config_error(Some(e.to_string()));
                 }
+                // Said, so a `systemctl reload` is never met with silence.
+                None if force => log::info!(
+                    "SIGHUP: {} unchanged, nothing to apply",
+                    self.file.path.display()
+                ),
                 None => {}
             }
             self.reap();
@@ -454,11 +460,14 @@ impl Supervisor {
     /// Apply a valid reloaded config: hand it to every thread, start and stop
     /// threads for added and removed instances.
     fn apply(&mut self, new: Config) {
+        // First: every line from here on is in the new zone.
+        crate::report::clock::set_utc(new.settings.log_utc);
         for w in &new.warnings {
             log::warn!("{w}");
         }
         let old = std::mem::replace(&mut self.cfg, Arc::new(new));
         let new = self.cfg.clone();
+        let changes = crate::config::diff::changes(&old, &new);
         let mut removed = Vec::new();
         for (dbid, h) in std::mem::take(&mut self.threads) {
             match new.instance(&dbid) {
@@ -530,7 +539,7 @@ impl Supervisor {
             }
         };
         log::info!(
-            "config reloaded from {}: {} instance(s){}{}",
+            "config reloaded from {}: {} instance(s){}{}; {}",
             new.path.display(),
             new.instances.len(),
             if added.is_empty() {
@@ -542,6 +551,13 @@ impl Supervisor {
                 String::new()
             } else {
                 format!(", no longer watching {}", list(&removed))
+            },
+            if changes.is_empty() && added.is_empty() && removed.is_empty() {
+                "no rule or setting changed".to_string()
+            } else if changes.is_empty() {
+                "no other change".to_string()
+            } else {
+                format!("changed: {}", changes.join("; "))
             }
         );
     }

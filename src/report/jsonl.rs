@@ -93,7 +93,7 @@ impl ThreadRecord {
     ) -> ThreadRecord {
         let r = &v.row;
         ThreadRecord {
-            ts: ts.to_rfc3339_opts(SecondsFormat::Secs, false),
+            ts: crate::report::clock::rfc3339(ts, SecondsFormat::Secs),
             instance: instance.to_string(),
             id: r.id,
             // Neutralised like every other output: a JSON string may carry
@@ -198,7 +198,7 @@ pub fn event_json(e: &Event, snapshot: Option<&std::path::Path>) -> String {
     let doc = EventDoc {
         instance: &e.dbid,
         addr: &e.addr,
-        time: e.time.to_rfc3339_opts(SecondsFormat::Secs, false),
+        time: crate::report::clock::rfc3339(e.time, SecondsFormat::Secs),
         dry_run: e.dry_run,
         summary: e.summary(),
         matched: e.outcomes.len(),

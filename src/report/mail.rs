@@ -340,7 +340,7 @@ fn plural(n: usize, word: &str) -> String {
 }
 
 fn stamp(t: &DateTime<Local>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S %z").to_string()
+    crate::report::clock::format(*t, "%Y-%m-%d %H:%M:%S %z")
 }
 
 /// Subject and plain-text body of one mail for `items` of one instance

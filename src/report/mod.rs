@@ -2,6 +2,7 @@
 //! mail, hooks, JSON lines, terminal tables and log lines. May use `core`,
 //! `config` and the data types of `server`; never the daemon or the CLI.
 
+pub mod clock;
 pub mod event;
 pub mod history;
 pub mod hook;

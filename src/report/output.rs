@@ -1,6 +1,6 @@
 //! Human-readable tables of what matched and what was done.
 
-use crate::core::outcome::Outcome;
+use crate::core::outcome::{KillResult, Outcome};
 use crate::core::text::{info_text, log_value, neutral};
 
 /// Render rows of cells as an aligned text table with a header.
@@ -71,9 +71,88 @@ pub fn log_line(dbid: &str, o: &Outcome) -> String {
     )
 }
 
+/// `1 thread`, `2 threads`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// What the kills of one pass came to, counted by result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub matched: usize,
+    pub killed: usize,
+    pub gone: usize,
+    pub no_session: usize,
+    pub failed: usize,
+    pub dry_run: bool,
+}
+
+impl Tally {
+    pub fn of(outcomes: &[Outcome], dry_run: bool) -> Tally {
+        let mut t = Tally {
+            matched: outcomes.len(),
+            dry_run,
+            ..Tally::default()
+        };
+        for o in outcomes {
+            match o.result {
+                KillResult::Killed { .. } => t.killed += 1,
+                KillResult::Gone => t.gone += 1,
+                // Waiting for a free session slot: not killed, no session yet.
+                KillResult::NoSession { .. } | KillResult::Pending { .. } => t.no_session += 1,
+                // A refused login is a failure too (exit 1), as is_failure says.
+                KillResult::Failed { .. } | KillResult::LoginFailed { .. } => t.failed += 1,
+                KillResult::DryRun => {}
+            }
+        }
+        t
+    }
+
+    /// `3 matched, 2 killed, 1 gone, 0 no session, 0 failed`; in a dry run
+    /// `DRY RUN: 3 matched, none killed` (nothing else can happen then).
+    pub fn text(&self) -> String {
+        if self.dry_run {
+            format!("DRY RUN: {} matched, none killed", self.matched)
+        } else {
+            format!(
+                "{} matched, {} killed, {} gone, {} no session, {} failed",
+                self.matched, self.killed, self.gone, self.no_session, self.failed
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_read_as_words() {
+        assert_eq!(count(1, "thread"), "1 thread");
+        assert_eq!(count(0, "thread"), "0 threads");
+        assert_eq!(count(57, "thread"), "57 threads");
+        let t = Tally {
+            matched: 3,
+            killed: 2,
+            gone: 1,
+            ..Tally::default()
+        };
+        assert_eq!(
+            t.text(),
+            "3 matched, 2 killed, 1 gone, 0 no session, 0 failed"
+        );
+        let dry = Tally {
+            matched: 2,
+            dry_run: true,
+            ..Tally::default()
+        };
+        assert_eq!(dry.text(), "DRY RUN: 2 matched, none killed");
+        assert!(!dry.text().contains("  "));
+    }
 
     #[test]
     fn tables_align_wide_characters() {

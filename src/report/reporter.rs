@@ -213,7 +213,7 @@ impl State {
                         log::error!(
                             "{}: snapshot of {} lost: {PENDING_MAX} snapshots wait for the disk",
                             lost.dbid,
-                            lost.time.format("%Y-%m-%d %H:%M:%S")
+                            crate::report::clock::format(lost.time, "%Y-%m-%d %H:%M:%S %z")
                         );
                     }
                 }
@@ -238,7 +238,7 @@ impl State {
                     log::info!(
                         "{}: snapshot of {} written late to {}",
                         p.dbid,
-                        p.time.format("%Y-%m-%d %H:%M:%S"),
+                        crate::report::clock::format(p.time, "%Y-%m-%d %H:%M:%S %z"),
                         path.display()
                     );
                     self.pending.pop_front();
@@ -261,7 +261,7 @@ pub fn write_snapshot(
 ) -> std::io::Result<PathBuf> {
     let dir = dir.join(dbid);
     fs::create_dir_all(&dir)?;
-    let stamp = time.format("%Y%m%d-%H%M%S");
+    let stamp = crate::report::clock::format(time, "%Y%m%d-%H%M%S");
     let mut n = 1u32;
     let (path, mut f) = loop {
         let path = dir.join(format!("{stamp}-{n}.txt"));
@@ -293,7 +293,7 @@ pub fn render_snapshot(e: &Event) -> String {
     s.push_str(&format!(
         "# {}\n# time: {}\n\n",
         e.summary(),
-        e.time.format("%Y-%m-%d %H:%M:%S %z")
+        crate::report::clock::format(e.time, "%Y-%m-%d %H:%M:%S %z")
     ));
     s.push_str("== victims and actions ==\n");
     if e.outcomes.is_empty() {

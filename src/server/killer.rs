@@ -290,6 +290,10 @@ fn kill_one<'a>(
         };
     }
     let mut message = format!("no session can kill thread {} of user {owner}", v.row.id);
+    if let Some(why) = sessions.error_of(owner) {
+        // The owner is in [db_auth] but cannot log in: that is the fix to make.
+        message.push_str(&format!(" ({owner} cannot log in: {why})"));
+    }
     if let Some(why) = refusal {
         // e.g. no EXECUTE on mysql.rds_kill: the fix is a GRANT, say which.
         message.push_str(&format!(" (refused: {why})"));

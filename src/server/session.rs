@@ -144,18 +144,74 @@ impl fmt::Debug for Session {
     }
 }
 
-/// A mysql error's text without anything that could carry a password.
-/// (The driver's messages name user and host, never the password.)
+/// A mysql error in words, without anything that could carry a password
+/// (the driver's messages name user and host, never the password). The one
+/// place a `mysql::Error` becomes text: the driver's `Display` wraps its
+/// variants as `DriverError { ... }` / `CodecError { ... }`, which no log or
+/// terminal should show.
 pub fn error_text(e: &mysql::Error) -> String {
+    use mysql::{DriverError as D, Error as E};
     match e {
-        mysql::Error::MySqlError(me) => format!("{} ({})", me.message, me.code),
-        other => {
-            if is_timeout(other) {
-                "no answer within the timeout (server hung or unreachable)".to_string()
-            } else {
-                other.to_string()
+        E::MySqlError(me) => format!("{} ({})", me.message, me.code),
+        E::IoError(io) => io_text(io),
+        E::CodecError(c) => {
+            // The codec's only I/O-carrying variant is where timeouts show up.
+            match std::error::Error::source(c).and_then(|s| s.downcast_ref::<std::io::Error>()) {
+                Some(io) => io_text(io),
+                None => format!("protocol error: {}", lowercase_first(&c.to_string())),
             }
         }
+        E::DriverError(D::CouldNotConnect(Some((_, desc, kind)))) => connect_text(*kind, desc),
+        E::DriverError(D::ConnectTimeout | D::Timeout) => NO_ANSWER.into(),
+        E::DriverError(d) => lowercase_first(&d.to_string()),
+        E::UrlError(u) => format!("bad address: {u}"),
+        E::FromValueError(_) | E::FromRowError(_) => {
+            "the server's answer has an unexpected type".into()
+        }
+        // Variants of driver features (TLS): their text without the wrapper.
+        #[allow(unreachable_patterns)]
+        other => unwrap_variant(&other.to_string()),
+    }
+}
+
+/// `Name { text }` -> `text`.
+fn unwrap_variant(s: &str) -> String {
+    match s.split_once(" { ") {
+        Some((name, rest)) if !name.contains(' ') && rest.ends_with(" }") => {
+            lowercase_first(&rest[..rest.len() - 2])
+        }
+        _ => s.to_string(),
+    }
+}
+
+const NO_ANSWER: &str = "no answer within the timeout (server hung or unreachable)";
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn io_text(io: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match io.kind() {
+        // A read/write timeout surfaces as EAGAIN or ETIMEDOUT.
+        K::WouldBlock | K::TimedOut => NO_ANSWER.into(),
+        K::ConnectionRefused => "connection refused (no server on that port?)".into(),
+        K::ConnectionReset | K::ConnectionAborted => "connection reset by the server".into(),
+        K::UnexpectedEof | K::BrokenPipe => "the server closed the connection".into(),
+        _ => lowercase_first(&io.to_string()),
+    }
+}
+
+fn connect_text(kind: std::io::ErrorKind, desc: &str) -> String {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::WouldBlock | K::TimedOut => NO_ANSWER.into(),
+        K::ConnectionRefused => "connection refused (no server on that port?)".into(),
+        _ => lowercase_first(desc),
     }
 }
 
@@ -527,6 +583,11 @@ pub struct Sessions {
     slots: BTreeMap<String, Slot>,
     /// Upper bound of the reconnect backoff.
     pub max_backoff: Duration,
+    /// The instance's dbid, which starts every log line about these sessions.
+    instance: Option<String>,
+    /// Login failures at debug, not warn: a one-shot run reports them itself
+    /// (the ERROR line of its instance, the reason in a victim's result).
+    quiet: bool,
 }
 
 impl Sessions {
@@ -535,11 +596,39 @@ impl Sessions {
             target,
             slots: BTreeMap::new(),
             max_backoff: Duration::from_secs(30),
+            instance: None,
+            quiet: false,
         }
+    }
+
+    /// Name the instance in log lines (`crm0: cannot connect ...`).
+    pub fn for_instance(mut self, dbid: &str) -> Sessions {
+        self.instance = Some(dbid.to_string());
+        self
+    }
+
+    /// See [`Sessions::quiet`]: for one-shot runs.
+    pub fn quiet(mut self) -> Sessions {
+        self.quiet = true;
+        self
+    }
+
+    /// How log lines name where these sessions go: the dbid, else the address.
+    fn who(&self) -> String {
+        self.instance.clone().unwrap_or_else(|| self.target.addr())
+    }
+
+    /// Why `user` has no session, if it has none and a login failed.
+    pub fn error_of(&self, user: &str) -> Option<&str> {
+        self.slots
+            .get(user)
+            .filter(|s| s.session.is_none())
+            .and_then(|s| s.last_error.as_deref())
     }
 
     /// Look at one slot's session: drop it if gone, keep it if waiting.
     fn check(&mut self, user: &str) {
+        let who = self.who();
         let Some(slot) = self.slots.get_mut(user) else {
             return;
         };
@@ -550,8 +639,7 @@ impl Sessions {
             Health::Ready | Health::Waiting => {}
             Health::Lost(why) => {
                 log::warn!(
-                    "{}: session of {user} (id {}) lost: {why}; will reconnect",
-                    s.addr,
+                    "{who}: session of {user} (id {}) lost: {why}; will reconnect",
                     s.conn_id
                 );
                 slot.session = None;
@@ -571,6 +659,7 @@ impl Sessions {
             .or_insert_with(Slot::empty);
         self.check(user);
         let max_backoff = self.max_backoff;
+        let (who, quiet) = (self.who(), self.quiet);
         let slot = self.slots.get_mut(user)?;
         let mut back = false;
         if slot.session.is_none() && Instant::now() >= slot.next_attempt {
@@ -578,7 +667,7 @@ impl Sessions {
             match Session::open(&self.target, user, password) {
                 Ok(s) => {
                     if slot.last_error.is_some() {
-                        log::info!("{}: session of {user} re-opened (id {})", s.addr, s.conn_id);
+                        log::info!("{who}: session of {user} re-opened (id {})", s.conn_id);
                         back = true;
                     }
                     slot.session = Some(s);
@@ -589,8 +678,10 @@ impl Sessions {
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    if slot.last_error.as_deref() != Some(msg.as_str()) {
-                        log::warn!("{msg}");
+                    if quiet {
+                        log::debug!("{who}: {msg}");
+                    } else if slot.last_error.as_deref() != Some(msg.as_str()) {
+                        log::warn!("{who}: {msg}");
                     }
                     slot.last_error = Some(msg);
                     slot.last_code = e.code();
@@ -671,6 +762,7 @@ impl Sessions {
     /// still waiting after `patience` is stuck (its command hangs inside the
     /// server), not stalled with it. Give it up so it is re-opened.
     pub fn give_up_stalled(&mut self, patience: Duration) {
+        let who = self.who();
         for (user, slot) in self.slots.iter_mut() {
             let Some(s) = slot.session.as_ref() else {
                 continue;
@@ -678,8 +770,7 @@ impl Sessions {
             let Some(r) = s.resync.as_ref() else { continue };
             if r.since.elapsed() >= patience {
                 log::warn!(
-                    "{}: session of {user} (id {}) has waited {} s while the server answers others; closing it, will reconnect",
-                    s.addr,
+                    "{who}: session of {user} (id {}) has waited {} s while the server answers others; closing it, will reconnect",
                     s.conn_id,
                     r.since.elapsed().as_secs()
                 );
