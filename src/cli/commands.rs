@@ -37,7 +37,7 @@ pub struct Cli {
     /// Config file [default: $MYSQK_CONFIG, else ./mysqk.ini]
     #[arg(short = 'c', long = "config", global = true, env = "MYSQK_CONFIG")]
     pub config: Option<PathBuf>,
-    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    /// More logging (-v info: each kill; -vv debug: each pass's timings); RUST_LOG overrides.
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     #[command(subcommand)]

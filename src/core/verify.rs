@@ -145,6 +145,9 @@ pub struct Finding {
     pub kind: Kind,
     /// One sentence for people, e.g. "stuck in Killed for 12 s: ROLLING BACK, 50000 rows modified".
     pub detail: String,
+    /// The kill was already reported on its own (stuck, escalated): how it
+    /// ends is worth its own line too, not just a count in a summary.
+    pub told: bool,
 }
 
 impl Finding {
@@ -400,11 +403,13 @@ impl Tracker {
         let mut done = Vec::new();
         for p in self.pending.values_mut() {
             let row = by_id.get(&p.id).copied();
+            let told = p.stuck_reported || p.escalated_at.is_some();
             let finding = |kind, detail| Finding {
                 id: p.id,
                 user: p.user.clone(),
                 kind,
                 detail,
+                told,
             };
             match decide(p, row, trx.get(&p.id), now, &self.policy) {
                 Decision::Done(kind, detail) => {
@@ -437,6 +442,7 @@ impl Tracker {
             user: user.clone(),
             kind,
             detail,
+            told: false,
         };
         let f = match result {
             KillResult::Killed { via } => {
@@ -480,6 +486,7 @@ impl Tracker {
                     secs_text(now.saturating_duration_since(p.when)),
                     p.action.label()
                 ),
+                told: false,
             })
             .collect()
     }

@@ -269,6 +269,8 @@ pub fn verify(
         let line = format!("{}: thread {} user={} {text}", inst.dbid, f.id, f.user);
         if f.notable() {
             log::warn!("{line}");
+        } else if f.told {
+            log::info!("{line}");
         } else {
             // A kill that simply worked is counted in the pass summary line;
             // one line per kill is already there (SPEC 5).
