@@ -89,12 +89,14 @@ impl Write for Sink {
 /// One log line: `2026-12-01T10:14:17.123+01:00 INFO  text`, in the zone of
 /// [`crate::report::clock`] like every other timestamp mysqk writes. No
 /// module path: a line says what happened in words, and names its instance.
+/// Messages quote server text (errors, names): one line, no control
+/// character, whatever the server sent.
 pub fn format(buf: &mut dyn Write, record: &log::Record) -> io::Result<()> {
     writeln!(
         buf,
         "{} {:<5} {}",
         crate::report::clock::stamp_now(),
         record.level(),
-        record.args()
+        crate::core::text::neutral(&record.args().to_string())
     )
 }
