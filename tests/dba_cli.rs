@@ -540,7 +540,11 @@ fn kill_db_all_prints_each_instance_as_it_finishes() {
     let at = |prefix: &str| {
         lines
             .iter()
-            .find(|(_, l)| l.starts_with(prefix))
+            // Event lines start with their timestamp.
+            .find(|(_, l)| {
+                l.split_once(' ')
+                    .is_some_and(|(_, l)| l.starts_with(prefix))
+            })
             .map(|(d, _)| *d)
             .unwrap_or_else(|| panic!("no `{prefix}` line: {lines:?}"))
     };
@@ -863,7 +867,7 @@ fn snapshots_say_who_waits_for_whom_and_mdl_waits_get_a_hint() {
     let hint = out
         .lines()
         .find(|l| {
-            l.starts_with("x: hint: thread ") && l.contains(&format!("thread {} (", alter.conn_id))
+            l.contains(" x: hint: thread ") && l.contains(&format!("thread {} (", alter.conn_id))
         })
         .unwrap_or_else(|| panic!("no hint for the ALTER {}:\n{out}", alter.conn_id));
     assert!(

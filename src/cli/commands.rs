@@ -1375,7 +1375,11 @@ fn events(cli: &Cli, args: &EventsArgs) -> Result<u8, CliError> {
         let _ = writeln!(
             out,
             "{}  {}  {}  {}",
-            e.time.format("%Y-%m-%d %H:%M:%S %z"),
+            // Shown in today's zone (log_utc), whatever zone wrote the file.
+            crate::report::clock::format(
+                e.time.with_timezone(&chrono::Local),
+                "%Y-%m-%d %H:%M:%S %z"
+            ),
             crate::core::text::neutral(&e.dbid),
             e.summary,
             crate::core::text::neutral(&e.path.display().to_string())
