@@ -628,6 +628,23 @@ fn match_replays_each_snapshot_of_a_file_on_its_own() {
         "{text}"
     );
 
+    // --json says which processlist each thread was in.
+    let mut json_args = args.clone();
+    json_args.push("--json");
+    let (code, text) = mysqk_in(dir.path(), &json_args);
+    assert_eq!(code, 0, "{text}");
+    let sources: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["source"].to_string())
+        .collect();
+    assert_eq!(sources.len(), 6, "{text}");
+    assert_eq!(
+        sources.iter().filter(|s| s.ends_with(" line 5\"")).count(),
+        3,
+        "{sources:?}"
+    );
+
     // Several files (pt-kill's `--test-matching a,b`): each on its own too.
     let other = dir.path().join("later.txt");
     std::fs::write(&other, &two).unwrap();

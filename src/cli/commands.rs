@@ -904,6 +904,14 @@ fn match_dump(cli: &Cli, args: &MatchArgs) -> Result<u8, CliError> {
         total += victims.len();
         if args.json {
             for line in offline::json_lines(&label, &victims, &rules) {
+                // Which processlist of the replay the thread was in.
+                let line = match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(serde_json::Value::Object(mut m)) => {
+                        m.insert("source".into(), replay.name.clone().into());
+                        serde_json::Value::Object(m).to_string()
+                    }
+                    _ => line,
+                };
                 let _ = writeln!(out, "{line}");
             }
             continue;
