@@ -36,6 +36,7 @@ use crate::core::verify::{self, Finding, Policy, Tracker};
 use crate::daemon::pass;
 use crate::daemon::status::{self, StatusBoard};
 use crate::report::event::{Event, Followup};
+use crate::report::flood;
 use crate::report::output;
 use crate::report::reporter::ReportSender;
 use crate::server::killer::KillResult;
@@ -270,6 +271,8 @@ struct Worker {
     /// Kills sent and not yet known to have worked (the verify step).
     tracker: Tracker,
     stats: Stats,
+    /// Keep-alive rounds done (published: the loop's heartbeat).
+    ping_rounds: u64,
 }
 
 /// How long a held session may wait for a stalled server before one of the
@@ -319,6 +322,7 @@ impl Worker {
             pending_reported: HashMap::new(),
             tracker: Tracker::new(Policy::new(killed_report)),
             stats: Stats::default(),
+            ping_rounds: 0,
         }
     }
 
@@ -340,13 +344,15 @@ impl Worker {
     }
 
     fn run(mut self) {
-        log::info!(
-            "{}: watching {} (run_max_count={}, dry_run={})",
-            self.dbid,
-            self.inst.addr(),
-            self.run_max_count,
-            u8::from(self.inst.dry_run)
-        );
+        if flood::allow(flood::Kind::Watching) {
+            log::info!(
+                "{}: watching {} (run_max_count={}, dry_run={})",
+                self.dbid,
+                self.inst.addr(),
+                self.run_max_count,
+                u8::from(self.inst.dry_run)
+            );
+        }
         'outer: loop {
             if self.stopping() {
                 break;
@@ -368,6 +374,8 @@ impl Worker {
             } else {
                 self.early = None;
             }
+            // Between two rounds nothing is in flight on any session.
+            self.sessions.trim();
             self.publish(self.mode());
             let timeout = self
                 .next_wake(self.mode())
@@ -440,6 +448,7 @@ impl Worker {
                 interval * self.cfg.settings.ping_multi
             };
             self.next_ping = now + period;
+            self.ping_rounds += 1;
             let probe_only = match stalled {
                 Some(t) if now.duration_since(t) < patience => Some(0),
                 Some(_) => Some(1),
@@ -599,7 +608,9 @@ impl Worker {
         self.stats.last_pass_ok = Some(false);
         // One line per distinct failure, not one per interval. The reason is
         // said once: when db_puser's session failed, its own log line gave it.
-        if self.stats.last_error.as_deref() != Some(msg.as_str()) {
+        if self.stats.last_error.as_deref() != Some(msg.as_str())
+            && flood::allow(flood::Kind::PassFailed)
+        {
             if self.sessions.error_of(&self.inst.puser).is_some() {
                 log::warn!(
                     "{}: pass failed: no session of db_puser {}",
@@ -787,6 +798,7 @@ impl Worker {
             s.last_error = st.last_error.clone();
             s.dropped_events = st.dropped;
             s.pending_kills = self.tracker.len();
+            s.ping_rounds = self.ping_rounds;
         });
     }
 }

@@ -26,11 +26,15 @@ use crate::config::{Config, ConfigError};
 use crate::daemon::instance::InstanceHandle;
 use crate::daemon::lockfile::{LockError, LockFile};
 use crate::daemon::status::{self, StatusBoard};
+use crate::report::flood;
 use crate::report::logging;
 use crate::report::reporter::{ReportSender, Reporter};
 
 /// How often the supervisor looks at the config file, the threads and the status.
 const TICK: Duration = Duration::from_millis(200);
+/// The status file is rewritten at most this often (and only when its
+/// content changed): a large fleet changes something every tick.
+pub const STATUS_PERIOD: Duration = Duration::from_secs(1);
 /// A changed config file is applied only once it has stayed the same (size,
 /// mtime, inode and content) for this long: a writer that pauses between two
 /// parts (an editor, `cat a b > mysqk.ini`, a config-management run) must not
@@ -354,6 +358,8 @@ struct Supervisor {
     /// The config path as the status file shows it (absolute when possible).
     config_shown: PathBuf,
     status_error: Option<String>,
+    /// When the status file was last written.
+    status_written: Option<Instant>,
     lock: Option<LockFile>,
 }
 
@@ -375,6 +381,7 @@ impl Supervisor {
             started: Local::now(),
             config_shown,
             status_error: None,
+            status_written: None,
             lock: Some(lock),
         }
     }
@@ -452,6 +459,9 @@ impl Supervisor {
                 None => {}
             }
             self.reap();
+            for line in flood::summaries() {
+                log::warn!("{line}");
+            }
             logging::reopen_if_moved();
             self.write_status(false);
         }
@@ -605,6 +615,13 @@ impl Supervisor {
     }
 
     fn write_status(&mut self, force: bool) {
+        if !force
+            && self
+                .status_written
+                .is_some_and(|t| t.elapsed() < STATUS_PERIOD)
+        {
+            return;
+        }
         let Some(text) = self.board.render_if_dirty(
             force,
             &self.config_shown,
@@ -614,6 +631,7 @@ impl Supervisor {
             return;
         };
         let path = &self.cfg.settings.status_file;
+        self.status_written = Some(Instant::now());
         match status::write_atomic(path, &text) {
             Ok(()) => self.status_error = None,
             Err(e) => {

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod event;
+pub mod flood;
 pub mod history;
 pub mod hook;
 pub mod jsonl;

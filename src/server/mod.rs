@@ -2,6 +2,7 @@
 //! that reads server state, the killer that sends KILLs. Thin I/O around
 //! `core`; may use `core` and `config`.
 
+pub mod buffers;
 pub mod inspector;
 pub mod killer;
 pub mod resync;

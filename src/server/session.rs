@@ -14,6 +14,8 @@ use mysql::{Conn, OptsBuilder};
 
 use crate::config::crypto::Secret;
 use crate::config::{Config, Instance};
+use crate::report::flood;
+use crate::server::buffers;
 use crate::server::resync::{self, Progress, Resync, SocketState};
 
 /// Which server family a connection talks to; decides the SQL used for
@@ -132,6 +134,8 @@ pub struct Session {
     suspect: Cell<bool>,
     /// Being brought back in step after a timeout (see [`resync`]).
     resync: Option<Resync>,
+    /// The driver's buffers of this connection (see [`buffers`]).
+    buffers: buffers::Owned,
 }
 
 impl fmt::Debug for Session {
@@ -275,18 +279,23 @@ pub fn is_full(e: &mysql::Error) -> bool {
 /// on a helper thread so the sum is bounded too. A helper that is given up
 /// on ends by itself within one more step (its reads are bounded).
 /// The error is the driver's, when it answered in time, and the words for it.
-fn login(opts: OptsBuilder, limit: Duration) -> Result<Conn, (Option<mysql::Error>, String)> {
+fn login(
+    opts: OptsBuilder,
+    limit: Duration,
+) -> Result<(Conn, buffers::Owned), (Option<mysql::Error>, String)> {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let helper = std::thread::Builder::new()
         .name("login".into())
         .spawn(move || {
-            let _ = tx.send(Conn::new(opts));
+            // Captured on the thread that allocates the connection's buffers.
+            let (conn, owned) = buffers::capture(|| Conn::new(opts));
+            let _ = tx.send(conn.map(|c| (c, owned)));
         });
     if helper.is_err() {
         return Err((None, "cannot start the login thread".into()));
     }
     match rx.recv_timeout(limit + LOGIN_SLACK) {
-        Ok(Ok(conn)) => Ok(conn),
+        Ok(Ok(opened)) => Ok(opened),
         Ok(Err(e)) => {
             let text = error_text(&e);
             Err((Some(e), text))
@@ -358,7 +367,7 @@ impl Session {
             .tcp_keepalive_probe_interval_secs(Some(5))
             .tcp_keepalive_probe_count(Some(6))
             .stmt_cache_size(Some(0));
-        let mut conn =
+        let (mut conn, buffers) =
             login(opts, target.connect_timeout).map_err(|(e, reason)| fail(e.as_ref(), reason))?;
         set_socket_timeouts(&conn, target.read_timeout).map_err(|e| {
             fail(
@@ -394,6 +403,7 @@ impl Session {
             can_kill_others,
             suspect: Cell::new(false),
             resync: None,
+            buffers,
         })
     }
 
@@ -424,6 +434,21 @@ impl Session {
 
     fn fd(&self) -> RawFd {
         self.conn.as_raw_fd()
+    }
+
+    /// Give the pages of the driver's buffers back while nothing is in
+    /// flight (see [`buffers`]). Only a session in step, with nothing
+    /// unread on its socket, qualifies.
+    fn trim(&self) {
+        if self.resync.is_none()
+            && !self.suspect.get()
+            && resync::socket_state(self.fd()) == SocketState::Quiet
+        {
+            // SAFETY: in step and nothing unread: the driver read every byte
+            // of the last reply, so its buffers hold no data; this is the
+            // thread that uses the connection.
+            unsafe { buffers::trim(&self.buffers) }
+        }
     }
 
     /// Waiting for the server to answer (a resync in progress).
@@ -680,7 +705,9 @@ impl Sessions {
                     let msg = e.to_string();
                     if quiet {
                         log::debug!("{who}: {msg}");
-                    } else if slot.last_error.as_deref() != Some(msg.as_str()) {
+                    } else if slot.last_error.as_deref() != Some(msg.as_str())
+                        && flood::allow(flood::Kind::Connect)
+                    {
                         log::warn!("{who}: {msg}");
                     }
                     slot.last_error = Some(msg);
@@ -779,6 +806,13 @@ impl Sessions {
                 slot.last_code = None;
                 slot.next_attempt = Instant::now();
             }
+        }
+    }
+
+    /// Give back the driver buffer pages of every idle session in step.
+    pub fn trim(&self) {
+        for s in self.slots.values().filter_map(|s| s.session.as_ref()) {
+            s.trim();
         }
     }
 

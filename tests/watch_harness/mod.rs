@@ -218,8 +218,9 @@ impl Watch {
     }
 
     /// Wait until the status file was rewritten `n` more times: proof that
-    /// the instance threads went round their loop (one rewrite per loop at
-    /// the least) — what a "nothing happened" assertion waits for.
+    /// the instance threads went round their loop (each pass and each round
+    /// of keep-alive pings changes the status) — what a "nothing happened"
+    /// assertion waits for.
     pub fn wait_rewrites(&mut self, n: usize) {
         for _ in 0..n {
             let before = self.status().map(|s| s["updated"].clone());
