@@ -694,6 +694,11 @@ fn snapshots_replay_retention_and_events() {
     }
     let ini = t.ini("snapshot_keep_days=30\nsnapshot_max_mb=1", "k_user=none");
     let ini = ini.to_str().unwrap();
+    let (_, described) = mysqk(&["check-config", "-c", ini]);
+    assert!(
+        described.contains("snapshot_keep_days=30 snapshot_max_mb=1"),
+        "{described}"
+    );
     let q = t.query(&t.app1, "SELECT SLEEP(60) /* replay-me */");
     s.wait_query_time(q.conn_id, 1);
     for _ in 0..2 {

@@ -1322,12 +1322,14 @@ pub fn describe(cfg: &Config) -> String {
     let st = &cfg.settings;
     out.push_str(&format!("config: {}\n", cfg.path.display()));
     out.push_str(&format!(
-        "settings: check_interval={}s ping_multi={} connect_timeout={}s read_timeout={}s snapshot_dir={} run_max_count={}\n",
+        "settings: check_interval={}s ping_multi={} connect_timeout={}s read_timeout={}s snapshot_dir={} snapshot_keep_days={} snapshot_max_mb={} run_max_count={}\n",
         st.check_interval.as_secs(),
         st.ping_multi,
         st.connect_timeout.as_secs(),
         st.read_timeout.as_secs(),
         st.snapshot_dir.display(),
+        st.snapshot_keep_days,
+        st.snapshot_max_mb,
         cfg.run_max_count
     ));
     // Where this config makes mysqk write, as absolute paths: a relative
