@@ -25,10 +25,15 @@ const TZ: &str = "Asia/Kolkata";
 
 /// `mysqk watch` with `TZ` set (the harness's `Watch::start` sets none).
 fn start_watch(t: &Setup) -> Watch {
+    start_watch_env(t, &[])
+}
+
+fn start_watch_env(t: &Setup, env: &[(&str, &str)]) -> Watch {
     let stderr = t.dir.path().join(format!("watch-{}.stderr", unique("w")));
     let file = fs::File::create(&stderr).unwrap();
     let mut cmd = mysqk_bin();
     cmd.env("TZ", TZ)
+        .envs(env.iter().copied())
         .arg("watch")
         .arg("-c")
         .arg(t.ini_path())
@@ -309,4 +314,54 @@ fn a_down_or_silent_server_is_reported_once_in_words() {
     );
     assert!(w.terminate(SECS(30)).success());
     drop(silent);
+}
+
+#[test]
+fn debug_shows_each_pass_with_its_timings() {
+    let s = server();
+    let t = Setup::new(&[s]);
+    t.write(&t.ini_text(
+        "",
+        &[("x", s.addr())],
+        "run_max_count=999\ndry_run=1",
+        &format!("k_user={}\nk_longtime=1", t.app1.name),
+        "",
+    ));
+    let q = t.query(s, &t.app1, "SELECT SLEEP(30) AS timed");
+    let mut w = start_watch_env(&t, &[("RUST_LOG", "debug")]);
+    w.wait_log(SECS(20), "DRY RUN: 1 matched, none killed");
+    let timing = Regex::new(
+        r" DEBUG x: pass (\d+): \d+ rows? read; scan \d+\.\d ms, verify \d+\.\d ms, match \d+\.\d ms(, snapshot \d+\.\d ms, kill \d+\.\d ms)?$",
+    )
+    .unwrap();
+    support::wait_until(SECS(10), "three passes with timings", || {
+        w.log_text().lines().filter(|l| timing.is_match(l)).count() >= 3
+    });
+    let log = w.log_text();
+    // The pass that matched timed its snapshot and kill steps too, and its
+    // number is the one its summary line carries.
+    let summary = log
+        .lines()
+        .find(|l| l.contains("DRY RUN: 1 matched"))
+        .unwrap();
+    let n = Regex::new(r"x: pass (\d+):")
+        .unwrap()
+        .captures(summary)
+        .unwrap()[1]
+        .to_string();
+    let timed = log
+        .lines()
+        .find(|l| timing.captures(l).is_some_and(|c| c[1] == n))
+        .unwrap_or_else(|| panic!("no timings for pass {n}:\n{log}"));
+    assert!(
+        timed.contains(", snapshot ") && timed.contains(", kill "),
+        "{timed}"
+    );
+    // The driver's own debug output stays out.
+    assert!(
+        !log.contains("mysql_common") && !log.contains("mysql::"),
+        "{log}"
+    );
+    assert!(w.terminate(SECS(20)).success());
+    drop(q);
 }

@@ -576,6 +576,7 @@ impl Worker {
             &mut self.tracker,
             rows,
         );
+        pass::log_findings(&self.dbid, &findings);
         plog.earlier(&findings);
         for f in &findings {
             if f.kind == verify::Kind::Escalated {

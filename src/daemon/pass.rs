@@ -259,6 +259,18 @@ pub fn verify(
         } else {
             f
         };
+        out.push(f);
+    }
+    out
+}
+
+/// `watch`'s log lines for the verify step (a one-shot run prints every
+/// finding itself instead, once): a kill that needs attention is a warning;
+/// the end of one reported before gets its own line; a kill that simply
+/// worked is only counted in the pass summary (its kill line is the record,
+/// SPEC 5), with its own line at debug.
+pub fn log_findings(dbid: &str, findings: &[Finding]) {
+    for f in findings {
         // Details usually start with their kind ("gone 0.2 s after ...").
         let label = f.kind.label();
         let text = if f.detail.starts_with(label) {
@@ -266,19 +278,19 @@ pub fn verify(
         } else {
             format!("{label}: {}", f.detail)
         };
-        let line = format!("{}: thread {} user={} {text}", inst.dbid, f.id, f.user);
+        let line = format!(
+            "{dbid}: thread {} user={} {text}",
+            f.id,
+            crate::core::text::log_value(&f.user)
+        );
         if f.notable() {
             log::warn!("{line}");
         } else if f.told {
             log::info!("{line}");
         } else {
-            // A kill that simply worked is counted in the pass summary line;
-            // one line per kill is already there (SPEC 5).
             log::debug!("{line}");
         }
-        out.push(f);
     }
-    out
 }
 
 /// How often the one-shot verify re-reads the processlist.
