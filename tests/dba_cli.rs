@@ -419,6 +419,16 @@ fn a_missing_config_names_c_and_mysqk_config() {
     let (code, text) = mysqk_in(cwd.path(), &["watch"]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("-c FILE or MYSQK_CONFIG=FILE"), "{text}");
+    let (code, text) = mysqk_in(
+        cwd.path(),
+        &["encrypt-password", "-c", "/nonexistent/k.ini"],
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("given with -c /nonexistent/k.ini does not exist")
+            && text.contains("MYSQK_KEY"),
+        "{text}"
+    );
 }
 
 /// A listener that accepts TCP (the kernel completes the handshake) and

@@ -1450,10 +1450,11 @@ fn encrypt_password(cli: &Cli) -> Result<u8, CliError> {
         if path.exists() {
             Config::key_file_of(&path)?
         } else if cli.config.is_some() {
-            return Err(CliError::Usage(format!(
-                "{}: no such config file (it is read for [settings] key_file)",
-                path.display()
-            )));
+            // It is read for [settings] key_file.
+            return Err(missing_config(
+                cli,
+                "set MYSQK_KEY to encrypt without a config file",
+            ));
         } else {
             None
         }
