@@ -239,6 +239,48 @@ fn render(head: &Head, instances: &BTreeMap<String, InstanceStatus>) -> Option<S
     Some(out)
 }
 
+/// Status files whose stale temporaries were looked for by this process.
+static CLEANED: Mutex<std::collections::BTreeSet<std::path::PathBuf>> =
+    Mutex::new(std::collections::BTreeSet::new());
+
+/// The first time this process writes `path`: remove `.<name>.<pid>.tmp`
+/// files left by a mysqk that died mid-write (kill -9, power loss), whose
+/// pid no longer runs. A live writer's temporary file is left alone.
+fn remove_stale_temps_once(path: &Path, name: &str) {
+    let first = CLEANED
+        .lock()
+        .map(|mut c| c.insert(path.to_path_buf()))
+        .unwrap_or(false);
+    if !first {
+        return;
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let file = file.to_string_lossy();
+        let pid = file
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".tmp"))
+            .and_then(|p| p.parse::<libc::pid_t>().ok());
+        let Some(pid) = pid.filter(|&p| p > 0 && p as u32 != std::process::id()) else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Replace `path` with `text` atomically: write a temporary file beside it,
 /// then rename over. Mode 0644: it holds no secret and a monitoring agent
 /// usually runs as another user.
@@ -250,6 +292,7 @@ pub fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "mysqk.status".into());
+    remove_stale_temps_once(path, &name);
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let written = (|| {
         let mut f = fs::OpenOptions::new()
@@ -332,6 +375,23 @@ mod tests {
             .unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert!(v["instances"].as_object().unwrap().is_empty());
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mysqk.status");
+        // A pid that surely no longer runs: a child that was reaped.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir.path().join(format!(".mysqk.status.{dead}.tmp"));
+        let live = dir.path().join(".mysqk.status.1.tmp");
+        fs::write(&stale, "half").unwrap();
+        fs::write(&live, "pid 1 runs").unwrap();
+        write_atomic(&path, "one\n").unwrap();
+        assert!(!stale.exists(), "a dead writer's temporary file is removed");
+        assert!(live.exists(), "a live writer's is not");
     }
 
     #[test]
