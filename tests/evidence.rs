@@ -554,7 +554,7 @@ fn a_full_disk_loses_nothing_and_leaves_nothing_half_written() {
     fs::write(&ini, text).unwrap();
     let d = Daemon::start(&ini);
     wait_until(Duration::from_secs(20), "the first status file", || {
-        fs::read_to_string(&status).is_ok_and(|t| t.contains("\"connected\": true"))
+        status_of(&status).is_some_and(|v| v["instances"]["x"]["connected"] == true)
     });
     let before = fs::read_to_string(&status).unwrap();
 
@@ -605,8 +605,8 @@ fn a_full_disk_loses_nothing_and_leaves_nothing_half_written() {
     );
     assert!(texts.iter().any(|t| t.contains("victim B")), "{texts:?}");
     wait_until(Duration::from_secs(20), "a fresh status file", || {
-        fs::read_to_string(&status)
-            .is_ok_and(|t| t != before && t.contains(&format!("\"pid\": {}", d.child.pid())))
+        fs::read_to_string(&status).is_ok_and(|t| t != before)
+            && status_of(&status).is_some_and(|v| v["pid"] == d.child.pid())
     });
     leftovers("after");
     for q in [a, b] {
@@ -714,7 +714,7 @@ fn a_password_typo_is_reported_by_line_never_by_text() {
     let d = Daemon::start(&ini);
     let status = t.dir.path().join("snap").join("mysqk.status");
     wait_until(Duration::from_secs(20), "watch connected", || {
-        fs::read_to_string(&status).is_ok_and(|t| t.contains("\"connected\": true"))
+        status_of(&status).is_some_and(|v| v["instances"]["x"]["connected"] == true)
     });
     let secret = "TypoPw_S3cr3t!";
     let bad = good_text.replace(
@@ -972,4 +972,9 @@ fn log_fields(line: &str) -> Vec<(String, String)> {
         }
         out.push((key, value));
     }
+}
+
+/// The status file as JSON, once it is there and whole.
+fn status_of(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_str(&fs::read_to_string(path).ok()?).ok()
 }
