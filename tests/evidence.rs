@@ -161,6 +161,7 @@ proptest! {
             .into_iter()
             .enumerate()
             .map(|(i, (user, host, db, command, state, info))| ProcRow {
+                query_id: None,
                 id: i as u64 + 1,
                 user,
                 host,

@@ -169,15 +169,25 @@ fn a_batch_carries_on_past_gone_and_refused_threads() {
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(30),
     });
+    let opts = killer::KillOpts {
+        mode: KillMode::Connection,
+        cmd: KillCmd::Kill,
+        dry_run: false,
+        exact_query: false,
+        wait: Duration::from_secs(30),
+        keep: None,
+    };
+    let mut lanes = killer::Lanes::new();
     let outcomes = killer::kill_all(
         &mut sessions,
+        &mut lanes,
         |u| auth.iter().any(|a| a == u).then_some(&secret),
         &auth,
         &victims,
-        KillMode::Connection,
-        KillCmd::Kill,
-        false,
+        &opts,
     );
+    assert!(!lanes.busy(), "every kill thread is back");
+    assert!(sessions.get(&app1).is_some(), "app1's session is back");
     assert_eq!(outcomes.len(), victims.len());
     for (o, v) in outcomes.iter().zip(&victims) {
         assert_eq!(

@@ -48,6 +48,9 @@ pub struct Cli {
 pub enum Command {
     /// One pass on the named instances: print what matched and kill it (unless --dry-run).
     /// Without an ini: `mysqk kill -h HOST -u USER --ask-pass --match-user RE --busy-time 60`.
+    /// Each victim is re-read right before its KILL; one that changed meanwhile
+    /// (another statement, woke up, no longer blocking) is left alone, shown as
+    /// `changed before kill`.
     // `-h` is the host, as in pt-kill and the mysql client; help is `--help`.
     #[command(disable_help_flag = true)]
     Kill(KillArgs),

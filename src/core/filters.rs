@@ -155,6 +155,7 @@ mod tests {
 
     fn row() -> ProcRow {
         ProcRow {
+            query_id: None,
             id: 1,
             user: "app1".into(),
             host: "10.0.0.5:51000".into(),

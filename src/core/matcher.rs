@@ -248,6 +248,7 @@ mod tests {
 
     fn row(id: u64, user: &str, command: &str, time: u64, info: Option<&str>) -> ProcRow {
         ProcRow {
+            query_id: None,
             id,
             user: user.into(),
             host: "10.0.0.5:51000".into(),
@@ -710,6 +711,7 @@ mod tests {
         ]);
         (0u64..40, users, commands, 0u64..100, prop::option::of(text)).prop_map(
             |(id, u, c, t, i)| ProcRow {
+                query_id: None,
                 id,
                 user: u.into(),
                 host: "h:1".into(),

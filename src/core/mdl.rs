@@ -339,6 +339,7 @@ mod tests {
 
     fn row(id: u64, time: u64, state: Option<&str>, info: Option<&str>) -> ProcRow {
         ProcRow {
+            query_id: None,
             id,
             user: "app".into(),
             host: "h:1".into(),

@@ -9,6 +9,7 @@ pub mod matcher;
 pub mod mdl;
 pub mod outcome;
 pub mod pileup;
+pub mod recheck;
 pub mod redact;
 pub mod row;
 pub mod text;

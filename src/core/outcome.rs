@@ -32,6 +32,20 @@ impl Action {
         }
     }
 
+    /// The statement that kills exactly the statement `query_id` (MariaDB
+    /// `KILL QUERY ID`): a statement that already ended cannot take its
+    /// successor down with it. `query_id` is given only where the server
+    /// has the command; otherwise (and for connection kills) [`Action::sql`].
+    pub fn sql_exact(self, cmd: KillCmd, id: u64, query_id: Option<u64>) -> String {
+        match (cmd, self, query_id) {
+            (KillCmd::Kill, Action::KillQuery, Some(q)) => format!("KILL QUERY ID {q}"),
+            (KillCmd::Rds, Action::KillQuery, Some(q)) => {
+                format!("CALL mysql.rds_kill_query_id({q})")
+            }
+            _ => self.sql(cmd, id),
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Action::KillConnection => "kill connection",
@@ -71,6 +85,17 @@ pub enum KillResult {
     Failed {
         message: String,
     },
+    /// The re-check right before the KILL found something else than what the
+    /// rule chose (another statement, woken up, no longer blocking): nothing
+    /// sent. Not an error; the next pass matches the thread afresh.
+    ChangedBeforeKill {
+        why: String,
+    },
+    /// The KILL was sent but the server had not answered within the bound
+    /// the loop waits; the answer is reported when it comes.
+    Unanswered {
+        via: String,
+    },
 }
 
 impl KillResult {
@@ -90,6 +115,10 @@ impl KillResult {
             | KillResult::Pending { message }
             | KillResult::LoginFailed { message }
             | KillResult::Failed { message } => message.clone(),
+            KillResult::ChangedBeforeKill { why } => format!("changed before kill: {why}"),
+            KillResult::Unanswered { via } => {
+                format!("kill sent (as {via}), no answer yet: reported when it comes")
+            }
         }
     }
 }

@@ -90,6 +90,7 @@ mod tests {
     fn cand(id: u64, time: u64, info: Option<&str>) -> Victim {
         Victim {
             row: ProcRow {
+                query_id: None,
                 id,
                 user: "app1".into(),
                 host: "h:1".into(),

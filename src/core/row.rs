@@ -17,6 +17,12 @@ pub struct ProcRow {
     pub time_ms: Option<u64>,
     pub state: Option<String>,
     pub info: Option<String>,
+    /// Which statement the thread runs, where the server can tell: MariaDB's
+    /// `QUERY_ID` (it grows with every statement a connection runs). Lets the
+    /// re-check before a kill tell a long statement from its successor on a
+    /// pooled connection, which text and time alone cannot (SPEC 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_id: Option<u64>,
 }
 
 impl ProcRow {

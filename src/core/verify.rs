@@ -83,7 +83,11 @@ impl Pending {
     /// The kill of `o`, if the server accepted one (dry runs, failures and
     /// threads already gone need no verification).
     pub fn from_outcome(o: &Outcome, when: Instant) -> Option<Pending> {
-        if !matches!(o.result, KillResult::Killed { .. }) {
+        // A KILL still unanswered was sent all the same: verify it too.
+        if !matches!(
+            o.result,
+            KillResult::Killed { .. } | KillResult::Unanswered { .. }
+        ) {
             return None;
         }
         let r = &o.victim.row;
@@ -204,6 +208,9 @@ fn secs_text(d: Duration) -> String {
 /// least as long as it had then plus the time since (a re-sent identical
 /// statement would have started again from 0).
 pub fn same_statement(p: &Pending, r: &ProcRow, now: Instant) -> bool {
+    // Not the query id: a stored procedure's statements each get one while
+    // the CALL (its text, its time) goes on, and that CALL is what must be
+    // escalated.
     r.command != "Sleep"
         && r.info.is_some()
         && r.info == p.info
@@ -360,6 +367,12 @@ impl Tracker {
         self.pending.is_empty()
     }
 
+    /// Stop verifying `id`: its late answer said the KILL did not take
+    /// (gone before it, refused, failed).
+    pub fn forget(&mut self, id: u64) {
+        self.pending.remove(&id);
+    }
+
     pub fn len(&self) -> usize {
         self.pending.len()
     }
@@ -501,6 +514,7 @@ mod tests {
 
     fn row(id: u64, user: &str, command: &str, time_ms: u64, info: Option<&str>) -> ProcRow {
         ProcRow {
+            query_id: None,
             id,
             user: user.into(),
             host: "10.0.0.5:5100".into(),

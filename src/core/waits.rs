@@ -180,6 +180,7 @@ mod tests {
 
     fn row(id: u64, user: &str, command: &str, time: u64, info: Option<&str>) -> ProcRow {
         ProcRow {
+            query_id: None,
             id,
             user: user.into(),
             host: "10.0.0.5:5000".into(),

@@ -39,13 +39,16 @@ use crate::report::event::{Event, Followup};
 use crate::report::flood;
 use crate::report::output;
 use crate::report::reporter::ReportSender;
-use crate::server::killer::KillResult;
+use crate::server::killer::{KillResult, Lanes, Outcome};
 use crate::server::session::{Sessions, Target, RESYNC_POLL};
 
 /// Never wake up sooner than this after a scan (no busy loop, whatever the rows say).
 pub const MIN_WAKE: Duration = Duration::from_millis(50);
 /// Added to a computed crossing time so the server's TIME has surely reached the limit.
 pub const CROSS_MARGIN: Duration = Duration::from_millis(20);
+
+/// The longest a pass waits for the answers to its KILLs (see [`Lanes`]).
+pub const KILL_WAIT: Duration = Duration::from_millis(250);
 
 /// `run_max_count` value meaning "check forever".
 pub const RUN_FOREVER: u32 = 999;
@@ -270,6 +273,8 @@ struct Worker {
     pending_reported: HashMap<u64, ThreadKey>,
     /// Kills sent and not yet known to have worked (the verify step).
     tracker: Tracker,
+    /// Kill threads still out with a session, and their late answers.
+    lanes: Lanes,
     stats: Stats,
     /// Keep-alive rounds done (published: the loop's heartbeat).
     ping_rounds: u64,
@@ -321,6 +326,7 @@ impl Worker {
             no_session_reported: HashMap::new(),
             pending_reported: HashMap::new(),
             tracker: Tracker::new(Policy::new(killed_report)),
+            lanes: Lanes::new(),
             stats: Stats::default(),
             ping_rounds: 0,
         }
@@ -332,6 +338,13 @@ impl Worker {
 
     fn interval(&self) -> Duration {
         self.cfg.settings.check_interval
+    }
+
+    /// How long a pass waits for its KILLs' answers before it goes on (a
+    /// slow KILL is answered in a later pass, never holding up this loop
+    /// for more than this).
+    fn kill_wait(&self) -> Duration {
+        (self.interval() / 4).min(KILL_WAIT)
     }
 
     fn mode(&self) -> Mode {
@@ -665,6 +678,7 @@ impl Worker {
         self.stats.last_error = None;
 
         plog.rows = scan.rows.len();
+        let late = self.lanes.drain(&mut self.sessions, Duration::ZERO);
         let followups = self.verify_step(&rules, &scan.rows, &mut plog);
         plog.step("verify");
         let dry_run = self.inst.dry_run;
@@ -684,7 +698,7 @@ impl Worker {
         self.early =
             next_crossing(&scan, &rules, &skip).map(|d| read_at + (d + CROSS_MARGIN).max(MIN_WAKE));
         self.verify_soon(read_at);
-        if victims.is_empty() && followups.is_empty() {
+        if victims.is_empty() && followups.is_empty() && late.is_empty() {
             return;
         }
 
@@ -703,14 +717,33 @@ impl Worker {
             None
         };
         plog.step("snapshot");
-        let outcomes = if victims.is_empty() {
+        let mut outcomes = if victims.is_empty() {
             Vec::new()
         } else {
-            pass::kill(&self.cfg, &rules, dry_run, &mut self.sessions, &victims)
+            let wait = self.kill_wait();
+            pass::kill(
+                &self.cfg,
+                &self.inst,
+                &rules,
+                dry_run,
+                &mut self.sessions,
+                &mut self.lanes,
+                &victims,
+                wait,
+            )
         };
         plog.step("kill");
         let sent = Instant::now();
         let mut reported = Vec::new();
+        for o in &late {
+            // A late answer: the kill is tracked since it was sent, unless
+            // the answer says it did not take.
+            if !matches!(o.result, KillResult::Killed { .. }) {
+                self.tracker.forget(o.victim.row.id);
+            }
+        }
+        let late_ids: HashSet<u64> = late.iter().map(|o| o.victim.row.id).collect();
+        outcomes.splice(0..0, late);
         for o in outcomes {
             let row = &o.victim.row;
             match &o.result {
@@ -739,7 +772,9 @@ impl Worker {
                     }
                 }
                 KillResult::Failed { .. } => self.stats.errors += 1,
-                KillResult::Gone => {}
+                KillResult::Gone
+                | KillResult::ChangedBeforeKill { .. }
+                | KillResult::Unanswered { .. } => {}
             }
             self.stats.matched += 1;
             let line = output::log_line(&self.dbid, &o);
@@ -756,7 +791,12 @@ impl Worker {
             plog.summary
                 .push(output::Tally::of(&reported, dry_run).text());
         }
-        self.tracker.track(&reported, sent);
+        let fresh_kills: Vec<Outcome> = reported
+            .iter()
+            .filter(|o| !late_ids.contains(&o.victim.row.id))
+            .cloned()
+            .collect();
+        self.tracker.track(&fresh_kills, sent);
         if !reported.is_empty() {
             self.verify_soon(sent);
         }
@@ -887,6 +927,7 @@ mod tests {
 
     fn row(id: u64, user: &str, command: &str, time_ms: u64) -> ProcRow {
         ProcRow {
+            query_id: None,
             id,
             user: user.into(),
             host: "10.0.0.5:5100".into(),

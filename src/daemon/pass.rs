@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, Instance};
 use crate::core::matcher::{self, Rules, Scan, UserFilter, Victim};
+use crate::core::outcome::{Action, KillResult};
+use crate::core::recheck::{self, Verdict};
 use crate::core::row::ProcRow;
 use crate::core::verify::{Finding, Kind, Tracker};
 use crate::server::inspector::{self, Snapshot};
-use crate::server::killer::{self, Outcome};
-use crate::server::session::{SessionError, Sessions};
+use crate::server::killer::{self, KillOpts, Lanes, Outcome};
+use crate::server::session::{Flavor, SessionError, Sessions};
 
 /// What one pass saw and did.
 #[derive(Debug, Default)]
@@ -162,25 +164,124 @@ pub fn take_snapshot(
     Some(inspector::snapshot(s, rows))
 }
 
-/// Kill `victims` through the held sessions (or report a dry run).
+/// Re-check, then kill: read the victims' rows again (one query by id on
+/// db_puser's session), kill through the held sessions only those still
+/// what the rule chose ([`recheck`]), report the others `changed before
+/// kill`. Waits at most `wait` for the KILLs' answers (see
+/// [`killer::Lanes`]); later answers come from `lanes.drain`.
+#[allow(clippy::too_many_arguments)]
 pub fn kill(
     cfg: &Config,
+    inst: &Instance,
     rules: &Rules,
     dry_run: bool,
     sessions: &mut Sessions,
+    lanes: &mut Lanes,
     victims: &[Victim],
+    wait: Duration,
 ) -> Vec<Outcome> {
+    hold_before_recheck(victims);
+    let (still, mut outcomes) = recheck_victims(inst, rules, sessions, victims);
     let auth_users: Vec<String> = cfg.auth.iter().map(|a| a.user.clone()).collect();
-    killer::kill_all(
+    let exact_query = sessions
+        .get(&inst.puser)
+        .is_some_and(|s| s.flavor == Flavor::MariaDb);
+    let opts = KillOpts {
+        mode: rules.mode,
+        cmd: rules.kill_cmd,
+        dry_run,
+        exact_query,
+        wait,
+        keep: Some(inst.puser.clone()),
+    };
+    outcomes.extend(killer::kill_all(
         sessions,
+        lanes,
         |u| cfg.password(u),
         &auth_users,
-        victims,
-        rules.mode,
-        rules.kill_cmd,
-        dry_run,
-    )
+        &still,
+        &opts,
+    ));
+    outcomes
 }
+
+/// The victims still what the rule chose, and outcomes for the others.
+/// Without a re-read nothing is killed: a KILL by id on a guess is what the
+/// re-check is there to prevent.
+fn recheck_victims(
+    inst: &Instance,
+    rules: &Rules,
+    sessions: &mut Sessions,
+    victims: &[Victim],
+) -> (Vec<Victim>, Vec<Outcome>) {
+    let ids = recheck::ids_to_read(victims);
+    let read = match sessions.get(&inst.puser) {
+        Some(s) => inspector::rows_by_id(s, &ids).map_err(|e| e.to_string()),
+        None => Err(format!("no session of db_puser {}", inst.puser)),
+    };
+    let outcome = |v: &Victim, result| Outcome {
+        victim: v.clone(),
+        action: Action::for_victim(rules.mode, &v.row.command),
+        result,
+    };
+    let rows = match read {
+        Ok(rows) => rows,
+        Err(e) => {
+            log::warn!("{}: re-check before kill failed: {e}", inst.dbid);
+            let out = victims
+                .iter()
+                .map(|v| {
+                    outcome(
+                        v,
+                        KillResult::Failed {
+                            message: format!(
+                                "not killed: the re-check before the kill failed: {e}"
+                            ),
+                        },
+                    )
+                })
+                .collect();
+            return (Vec::new(), out);
+        }
+    };
+    let reread = recheck::Reread::new(&rows);
+    let mut still = Vec::new();
+    let mut out = Vec::new();
+    for v in victims {
+        match recheck::verdict(v, &reread) {
+            Verdict::Same => still.push(v.clone()),
+            Verdict::Gone => out.push(outcome(v, KillResult::Gone)),
+            Verdict::Changed(why) => out.push(outcome(v, KillResult::ChangedBeforeKill { why })),
+        }
+    }
+    (still, out)
+}
+
+/// Test hook (debug builds only): with `MYSQK_TEST_HOLD_BEFORE_RECHECK=DIR`
+/// a pass that decided to kill writes the victim ids to `DIR/held` and
+/// waits for `DIR/go` before its re-check, so a test can change a victim
+/// between the decision and the kill deterministically.
+#[cfg(debug_assertions)]
+fn hold_before_recheck(victims: &[Victim]) {
+    let Some(dir) = std::env::var_os("MYSQK_TEST_HOLD_BEFORE_RECHECK") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let ids: Vec<String> = victims.iter().map(|v| v.row.id.to_string()).collect();
+    let go = dir.join("go");
+    if std::fs::write(dir.join("held"), ids.join(",")).is_err() {
+        return;
+    }
+    let end = Instant::now() + Duration::from_secs(30);
+    while !go.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = std::fs::remove_file(&go);
+    let _ = std::fs::remove_file(dir.join("held"));
+}
+
+#[cfg(not(debug_assertions))]
+fn hold_before_recheck(_: &[Victim]) {}
 
 /// A whole pass with the instance's rules (possibly overridden by the caller).
 /// `skip` lists thread ids already handled (dry-run dedupe, pending verification).
@@ -204,7 +305,22 @@ pub fn run(
         });
     }
     let snapshot = take_snapshot(inst, sessions, Some(&scan.rows));
-    let outcomes = kill(cfg, rules, dry_run, sessions, &victims);
+    // A one-shot run waits for every answer: each KILL is bounded by the
+    // session's read_timeout, and there is no next pass to report it in.
+    let mut lanes = Lanes::new();
+    let wait = sessions.target.read_timeout + Duration::from_secs(1);
+    let mut outcomes = kill(
+        cfg, inst, rules, dry_run, sessions, &mut lanes, &victims, wait,
+    );
+    let late = lanes.drain(sessions, wait);
+    for l in late {
+        if let Some(o) = outcomes
+            .iter_mut()
+            .find(|o| o.victim.row.id == l.victim.row.id)
+        {
+            *o = l;
+        }
+    }
     Ok(PassReport {
         rows: scan.rows,
         outcomes,

@@ -199,6 +199,7 @@ pub fn processlist_of(text: &str) -> Result<SnapshotText, SnapshotError> {
         };
         let null = |s: &str| (s != "NULL").then(|| s.to_string());
         rows.push(ProcRow {
+            query_id: None,
             id: number(0, "ID")?,
             user: c[1].clone(),
             host: c[2].clone(),

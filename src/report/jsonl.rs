@@ -30,6 +30,8 @@ pub fn result_token(r: &KillResult) -> &'static str {
         KillResult::Pending { .. } => "pending",
         KillResult::LoginFailed { .. } => "login-failed",
         KillResult::Failed { .. } => "failed",
+        KillResult::ChangedBeforeKill { .. } => "changed-before-kill",
+        KillResult::Unanswered { .. } => "unanswered",
     }
 }
 
@@ -243,6 +245,7 @@ mod tests {
     fn victim(info: Option<&str>) -> Victim {
         Victim {
             row: ProcRow {
+                query_id: None,
                 id: 42,
                 user: "app1".into(),
                 host: "10.0.0.5:51000".into(),

@@ -88,6 +88,8 @@ pub struct Tally {
     pub gone: usize,
     pub no_session: usize,
     pub failed: usize,
+    /// Re-checked right before the KILL and found changed: left alone.
+    pub changed: usize,
     pub dry_run: bool,
 }
 
@@ -100,7 +102,9 @@ impl Tally {
         };
         for o in outcomes {
             match o.result {
-                KillResult::Killed { .. } => t.killed += 1,
+                // Unanswered: sent; its answer comes later (watch only).
+                KillResult::Killed { .. } | KillResult::Unanswered { .. } => t.killed += 1,
+                KillResult::ChangedBeforeKill { .. } => t.changed += 1,
                 KillResult::Gone => t.gone += 1,
                 // Waiting for a free session slot: not killed, no session yet.
                 KillResult::NoSession { .. } | KillResult::Pending { .. } => t.no_session += 1,
@@ -112,14 +116,20 @@ impl Tally {
         t
     }
 
-    /// `3 matched, 2 killed, 1 gone, 0 no session, 0 failed`; in a dry run
-    /// `DRY RUN: 3 matched, none killed` (nothing else can happen then).
+    /// `3 matched, 2 killed, 1 gone, 0 no session, 0 failed` (with `, 1
+    /// changed before kill` after `gone` when the re-check left any alone);
+    /// in a dry run `DRY RUN: 3 matched, none killed`.
     pub fn text(&self) -> String {
         if self.dry_run {
             format!("DRY RUN: {} matched, none killed", self.matched)
         } else {
+            let changed = if self.changed > 0 {
+                format!(", {} changed before kill", self.changed)
+            } else {
+                String::new()
+            };
             format!(
-                "{} matched, {} killed, {} gone, {} no session, {} failed",
+                "{} matched, {} killed, {} gone{changed}, {} no session, {} failed",
                 self.matched, self.killed, self.gone, self.no_session, self.failed
             )
         }

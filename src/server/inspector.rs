@@ -54,13 +54,13 @@ fn digits(b: &[u8]) -> u64 {
 fn processlist_sql(flavor: Flavor) -> &'static str {
     match flavor {
         Flavor::MariaDb => {
-            "SELECT ID, USER, HOST, DB, COMMAND, TIME, TIME_MS, STATE, INFO FROM information_schema.PROCESSLIST"
+            "SELECT ID, USER, HOST, DB, COMMAND, TIME, TIME_MS, STATE, INFO, QUERY_ID FROM information_schema.PROCESSLIST"
         }
         // performance_schema.processlist avoids the global mutex the I_S table takes.
         Flavor::MySql8 => {
-            "SELECT ID, USER, HOST, DB, COMMAND, TIME, NULL, STATE, INFO FROM performance_schema.processlist"
+            "SELECT ID, USER, HOST, DB, COMMAND, TIME, NULL, STATE, INFO, NULL FROM performance_schema.processlist"
         }
-        _ => "SELECT ID, USER, HOST, DB, COMMAND, TIME, NULL, STATE, INFO FROM information_schema.PROCESSLIST",
+        _ => "SELECT ID, USER, HOST, DB, COMMAND, TIME, NULL, STATE, INFO, NULL FROM information_schema.PROCESSLIST",
     }
 }
 
@@ -102,6 +102,17 @@ pub fn processlist_of(
     Some(processlist_where(s, &clause))
 }
 
+/// The rows of threads `ids` only: the re-check right before a kill (one
+/// narrow query, by primary key, for all the victims of a pass). A user
+/// without PROCESS sees its own threads, which is all its kill thread needs.
+pub fn rows_by_id(s: &mut Session, ids: &[u64]) -> Result<Vec<ProcRow>, SessionError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+    processlist_where(s, &format!(" WHERE ID IN ({})", list.join(",")))
+}
+
 fn processlist_where(s: &mut Session, clause: &str) -> Result<Vec<ProcRow>, SessionError> {
     let sql = format!("{}{clause}", processlist_sql(s.flavor));
     // Rows are converted as they arrive, not collected first.
@@ -120,11 +131,13 @@ fn processlist_where(s: &mut Session, clause: &str) -> Result<Vec<ProcRow>, Sess
 }
 
 fn to_proc_row(mut r: Row) -> ProcRow {
-    let time_ms = match r.take::<Value, _>(6) {
+    let optional = |v: Option<Value>| match v {
         None | Some(Value::NULL) => None,
         v => Some(number(v)),
     };
+    let time_ms = optional(r.take(6));
     ProcRow {
+        query_id: optional(r.take(9)),
         id: number(r.take(0)),
         user: text(r.take(1)).unwrap_or_default(),
         host: text(r.take(2)).unwrap_or_default(),

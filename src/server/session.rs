@@ -553,6 +553,10 @@ fn nonce() -> u32 {
 #[derive(Debug)]
 pub struct Slot {
     pub session: Option<Session>,
+    /// Lent to a kill thread (see `killer::Lanes`): the connection id while
+    /// it is away. A lent session is neither re-opened nor pinged, and its
+    /// id stays one of mysqk's own.
+    lent: Option<u64>,
     pub last_error: Option<String>,
     /// The server's error code of the last failed login, if it gave one.
     last_code: Option<u16>,
@@ -572,6 +576,7 @@ impl Slot {
     fn empty() -> Slot {
         Slot {
             session: None,
+            lent: None,
             last_error: None,
             last_code: None,
             last_full: false,
@@ -687,7 +692,7 @@ impl Sessions {
         let (who, quiet) = (self.who(), self.quiet);
         let slot = self.slots.get_mut(user)?;
         let mut back = false;
-        if slot.session.is_none() && Instant::now() >= slot.next_attempt {
+        if slot.session.is_none() && slot.lent.is_none() && Instant::now() >= slot.next_attempt {
             slot.tried = true;
             match Session::open(&self.target, user, password) {
                 Ok(s) => {
@@ -746,6 +751,10 @@ impl Sessions {
     /// session (held, brought back in step when the server answers); only a
     /// closed connection is dropped.
     pub fn ping(&mut self, user: &str) -> bool {
+        if self.is_lent(user) {
+            // Busy sending KILLs: its thread reports what the server says.
+            return true;
+        }
         self.check(user);
         let Some(s) = self.get(user) else {
             return false;
@@ -829,7 +838,7 @@ impl Sessions {
         let retry = self
             .slots
             .values()
-            .filter(|s| s.session.is_none() && s.tried)
+            .filter(|s| s.session.is_none() && s.lent.is_none() && s.tried)
             .map(|s| s.next_attempt)
             .min();
         let resync = self.stalled_since().map(|_| Instant::now() + RESYNC_POLL);
@@ -854,6 +863,50 @@ impl Sessions {
             .is_none_or(|s| !s.ready() && s.coming_back())
     }
 
+    /// Hand `user`'s session, open and in step, to a kill thread. `None`
+    /// when there is none (or it is lent already).
+    pub fn lend(&mut self, user: &str) -> Option<Session> {
+        self.check(user);
+        let slot = self.slots.get_mut(user)?;
+        if !slot.ready() {
+            return None;
+        }
+        let s = slot.session.take()?;
+        slot.lent = Some(s.conn_id);
+        Some(s)
+    }
+
+    /// A lent session back from its kill thread. `failed`: a command on it
+    /// failed without a server error (see [`Sessions::connection_failed`]:
+    /// dropped if the server closed it, else held and brought back in step).
+    pub fn give_back(&mut self, s: Session, failed: Option<&str>) {
+        let user = s.user.clone();
+        let Some(slot) = self.slots.get_mut(&user) else {
+            // The user left [db_auth] meanwhile: close it.
+            return;
+        };
+        slot.lent = None;
+        slot.session = Some(s);
+        if let Some(reason) = failed {
+            self.connection_failed(&user, reason);
+        }
+    }
+
+    /// A lent session that will not come back (its kill thread could not
+    /// start): `ensure` re-opens it.
+    pub fn give_back_lost(&mut self, user: &str) {
+        if let Some(slot) = self.slots.get_mut(user) {
+            slot.lent = None;
+            slot.last_error = Some("session lost with a kill thread that did not start".into());
+            slot.next_attempt = Instant::now();
+        }
+    }
+
+    /// `user`'s session is away in a kill thread.
+    pub fn is_lent(&self, user: &str) -> bool {
+        self.slots.get(user).is_some_and(|s| s.lent.is_some())
+    }
+
     /// Stop holding `user`'s session (the user left `[db_auth]`).
     pub fn remove(&mut self, user: &str) {
         self.slots.remove(user);
@@ -873,8 +926,7 @@ impl Sessions {
     pub fn own_ids(&self) -> std::collections::HashSet<u64> {
         self.slots
             .values()
-            .filter_map(|s| s.session.as_ref())
-            .map(|s| s.conn_id)
+            .filter_map(|s| s.session.as_ref().map(|s| s.conn_id).or(s.lent))
             .collect()
     }
 
@@ -883,7 +935,9 @@ impl Sessions {
     pub fn held_ids(&self) -> BTreeMap<String, u64> {
         self.slots
             .iter()
-            .filter_map(|(u, s)| Some((u.clone(), s.session.as_ref()?.conn_id)))
+            .filter_map(|(u, s)| {
+                Some((u.clone(), s.session.as_ref().map(|s| s.conn_id).or(s.lent)?))
+            })
             .collect()
     }
 
@@ -891,7 +945,7 @@ impl Sessions {
     pub fn connected_users(&self) -> Vec<String> {
         self.slots
             .iter()
-            .filter(|(_, s)| s.ready())
+            .filter(|(_, s)| s.ready() || s.lent.is_some())
             .map(|(u, _)| u.clone())
             .collect()
     }
@@ -901,7 +955,7 @@ impl Sessions {
     pub fn errors(&self) -> Vec<(String, String)> {
         self.slots
             .iter()
-            .filter(|(_, s)| !s.ready())
+            .filter(|(_, s)| !s.ready() && s.lent.is_none())
             .map(|(u, s)| {
                 let why = match s.session.as_ref().and_then(|s| s.resync.as_ref()) {
                     Some(r) => format!(
