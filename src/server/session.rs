@@ -474,7 +474,8 @@ enum Health {
 /// Look at a held session before it is used: bring a suspect one back in
 /// step, notice one the server closed. Never blocks, except for the one
 /// check query after a resync (bounded by read_timeout).
-fn health(s: &mut Session) -> Health {
+/// `who` names the instance in its log lines.
+fn health(s: &mut Session, who: &str) -> Health {
     if s.resync.is_none() {
         let state = resync::socket_state(s.fd());
         if !s.suspect.get() && state == SocketState::Quiet {
@@ -492,8 +493,7 @@ fn health(s: &mut Session) -> Health {
         match Resync::start(s.fd(), &nonce, reason.into()) {
             Ok(r) => {
                 log::warn!(
-                    "{}: session of {} (id {}) is out of step ({reason}); holding it until the server answers",
-                    s.addr,
+                    "{who}: session of {} (id {}) is out of step ({reason}); holding it until the server answers",
                     s.user,
                     s.conn_id
                 );
@@ -516,8 +516,7 @@ fn health(s: &mut Session) -> Health {
             match s.conn.query_first::<u64, _>("SELECT CONNECTION_ID()") {
                 Ok(Some(id)) if id == s.conn_id => {
                     log::info!(
-                        "{}: session of {} (id {}) answers again after {:.1} s: same connection, {discarded} bytes of late replies discarded",
-                        s.addr,
+                        "{who}: session of {} (id {}) answers again after {:.1} s: same connection, {discarded} bytes of late replies discarded",
                         s.user,
                         s.conn_id,
                         since.elapsed().as_secs_f64()
@@ -665,7 +664,7 @@ impl Sessions {
         let Some(s) = slot.session.as_mut() else {
             return;
         };
-        match health(s) {
+        match health(s, &who) {
             Health::Ready | Health::Waiting => {}
             Health::Lost(why) => {
                 log::warn!(
@@ -773,8 +772,9 @@ impl Sessions {
     /// and brought back in step (a timeout on a live socket is a server that
     /// stalled or a slow reply, not a lost session).
     pub fn connection_failed(&mut self, user: &str, reason: &str) {
+        let who = self.who();
         if let Some(s) = self.slots.get_mut(user).and_then(|s| s.session.as_mut()) {
-            log::debug!("{}: session of {user}: {reason}", s.addr);
+            log::debug!("{who}: session of {user}: {reason}");
             s.suspect.set(true);
         }
         self.check(user);
