@@ -268,6 +268,10 @@ pub struct RuleFlags {
     /// Regex: matching threads are victims regardless of time (k_include)
     #[arg(long, value_name = "RE")]
     pub include: Option<String>,
+    /// Every thread not excluded or ignored is a victim, as --include .
+    /// (pt-kill's --match-all; narrow it with --match-* / --ignore-*)
+    #[arg(long, conflicts_with = "include")]
+    pub match_all: bool,
     /// Regex: matching threads are never killed (k_exclude)
     #[arg(long, value_name = "RE")]
     pub exclude: Option<String>,
@@ -359,6 +363,7 @@ impl RuleFlags {
             || self.sleep.is_some_and(|v| v > 0)
             || self.lock_wait.is_some_and(|v| v > 0)
             || self.include.as_deref().is_some_and(|v| !v.is_empty())
+            || self.match_all
     }
 
     /// True when a flag says whose threads may be killed.
@@ -636,6 +641,10 @@ pub fn override_rules(
     if let Some(v) = &args.include {
         r.include = flag_regex("--include", v)?;
     }
+    if args.match_all {
+        // The empty pattern matches every row text.
+        r.include = Some(Regex::new("").map_err(|e| CliError::Runtime(e.to_string()))?);
+    }
     if let Some(v) = &args.exclude {
         r.exclude = flag_regex("--exclude", v)?;
     }
@@ -836,7 +845,7 @@ fn require_flag_rules(rules: &RuleFlags, what: &str) -> Result<(), CliError> {
     if !rules.says_what_is_abnormal() {
         return Err(CliError::Usage(format!(
             "{what} needs a rule saying what is abnormal: --busy-time, --idle-time, \
-             --include or --lock-wait"
+             --include, --match-all or --lock-wait"
         )));
     }
     Ok(())
@@ -1627,6 +1636,11 @@ mod tests {
         ]);
         assert!(u.users.contains("app1") && !u.users.contains("web"));
         assert_eq!((u.lock, u.kill_cmd), (20, KillCmd::Rds));
+        let all = parse(&["--match-all", "--match-command", "^Sleep$"]);
+        assert!(all
+            .include
+            .as_ref()
+            .is_some_and(|re| re.is_match("u h Sleep")));
         // Without an ini `all` is every user.
         assert!(parse(&["--user", "all"]).users.contains("anyone"));
         assert!(Cli::try_parse_from([

@@ -409,7 +409,9 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        log::info!("{}: stopped", self.dbid);
+        if flood::allow(flood::Kind::Stopped) {
+            log::info!("{}: stopped", self.dbid);
+        }
     }
 
     /// False: stop.

@@ -676,6 +676,9 @@ impl Supervisor {
         if let Some(r) = self.reporter.take() {
             r.stop();
         }
+        for line in flood::flush() {
+            log::info!("{line}");
+        }
         self.board.all_stopped();
         self.write_status(true);
         drop(self.lock.take());

@@ -21,9 +21,11 @@ pub enum Kind {
     Connect,
     /// `<dbid>: pass failed: ...`.
     PassFailed,
+    /// `<dbid>: stopped`.
+    Stopped,
 }
 
-const KINDS: [Kind; 3] = [Kind::Watching, Kind::Connect, Kind::PassFailed];
+const KINDS: [Kind; 4] = [Kind::Watching, Kind::Connect, Kind::PassFailed, Kind::Stopped];
 
 impl Kind {
     fn index(self) -> usize {
@@ -35,6 +37,7 @@ impl Kind {
             Kind::Watching => "instances started watching",
             Kind::Connect => "failed logins (cannot connect)",
             Kind::PassFailed => "failed passes",
+            Kind::Stopped => "instances stopped",
         }
     }
 }
@@ -46,15 +49,15 @@ struct Counter {
     suppressed: u64,
 }
 
-static STATE: Mutex<[Counter; 3]> = Mutex::new(
+static STATE: Mutex<[Counter; KINDS.len()]> = Mutex::new(
     [Counter {
         since: None,
         shown: 0,
         suppressed: 0,
-    }; 3],
+    }; KINDS.len()],
 );
 
-fn state() -> MutexGuard<'static, [Counter; 3]> {
+fn state() -> MutexGuard<'static, [Counter; KINDS.len()]> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -78,18 +81,27 @@ pub fn allow(kind: Kind) -> bool {
 
 /// One line per kind whose window ended with lines suppressed.
 pub fn summaries() -> Vec<String> {
+    summarize(false)
+}
+
+/// Every suppressed count now, window over or not (at the end of `watch`).
+pub fn flush() -> Vec<String> {
+    summarize(true)
+}
+
+fn summarize(all: bool) -> Vec<String> {
     let now = Instant::now();
     let mut st = state();
     let mut out = Vec::new();
     for kind in KINDS {
         let c = &mut st[kind.index()];
-        let ended = c.since.is_some_and(|s| now.duration_since(s) >= WINDOW);
+        let ended = all || c.since.is_some_and(|s| now.duration_since(s) >= WINDOW);
         if ended && c.suppressed > 0 {
             out.push(format!(
-                "{} more {} in the last {} s (lines not shown; the status file has each instance)",
+                "{} more {} in the last {:.0} s (lines not shown; the status file has each instance)",
                 c.suppressed,
                 kind.what(),
-                WINDOW.as_secs()
+                c.since.map_or(0.0, |s| now.duration_since(s).as_secs_f64())
             ));
             c.suppressed = 0;
             c.since = Some(now);
@@ -97,4 +109,24 @@ pub fn summaries() -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_one_summary() {
+        // Only this test uses Kind::Watching in the unit-test binary.
+        let shown = (0..100).filter(|_| allow(Kind::Watching)).count();
+        assert_eq!(shown, BURST as usize);
+        let lines = flush();
+        let line = lines
+            .iter()
+            .find(|l| l.contains("instances started watching"))
+            .expect("a summary");
+        assert!(line.starts_with("90 more"), "{line}");
+        assert!(flush().iter().all(|l| !l.contains("started watching")));
+        assert!(allow(Kind::Watching), "a new window after the summary");
+    }
 }
