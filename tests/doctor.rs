@@ -1,12 +1,14 @@
-//! `mysqk doctor` on a real MariaDB: a healthy setup passes, a monitor
-//! without PROCESS and a wrong password are flagged with their fix.
+//! `mysqk doctor` on a real server (either flavour): a healthy setup passes,
+//! a monitor without PROCESS (or, on MySQL, without SELECT on
+//! performance_schema) and a wrong password are flagged with their fix, in
+//! the flavour's own GRANT text.
 
 mod support;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::{mysqk_bin, run_with_timeout, server, unique, write_ini};
+use support::{is_mysql, mysqk_bin, run_with_timeout, server, unique, write_ini};
 
 /// This file's ini and helpers on top of the shared test tenant.
 use support::Tenant as Setup;
@@ -48,7 +50,19 @@ fn healthy_setup_exits_0() {
     );
     let (code, out) = doctor(&ini);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("MariaDB"), "flavor and version:\n{out}");
+    if is_mysql() {
+        assert!(out.contains("MySQL 8"), "flavor and version:\n{out}");
+        assert!(
+            out.contains("performance_schema.processlist; SHOW PROCESSLIST from P_S: OFF"),
+            "processlist source:\n{out}"
+        );
+    } else {
+        assert!(out.contains("MariaDB"), "flavor and version:\n{out}");
+        assert!(
+            out.contains("information_schema.PROCESSLIST (MariaDB)"),
+            "processlist source:\n{out}"
+        );
+    }
     assert!(out.contains("can do its job"), "{out}");
     assert!(!out.contains("ERROR"), "{out}");
     // The user table: the monitor sees all threads, the app user kills its own.
@@ -122,9 +136,43 @@ fn a_k_user_nobody_can_kill_is_flagged() {
     assert!(
         out.contains("threads of k_user etl cannot be killed")
             && out.contains(&format!(
-                "add etl to [db_auth], or GRANT CONNECTION ADMIN ON *.* TO '{}'@'%';",
+                "add etl to [db_auth], or GRANT {} ON *.* TO '{}'@'%';",
+                if is_mysql() {
+                    "CONNECTION_ADMIN"
+                } else {
+                    "CONNECTION ADMIN"
+                },
                 t.mon
             )),
         "{out}"
     );
+}
+
+/// MySQL's lock-wait and metadata-lock tables are in performance_schema: a
+/// db_puser with PROCESS only cannot read them (k_lock would be blind).
+/// MariaDB's are in information_schema, readable with PROCESS.
+#[test]
+fn a_monitor_with_process_only_reads_lock_waits_on_mariadb_only() {
+    let t = Setup::new("Pw-dx");
+    let mon = unique("mon");
+    server().create_user(&mon, &t.pw, &["PROCESS ON *.*"]);
+    let ini = t.ini(
+        &format!("{mon}={pw}\n{}={pw}", t.app, pw = t.pw),
+        &mon,
+        &format!("k_user={}\nk_lock=5", t.app),
+    );
+    let (code, out) = doctor(&ini);
+    if is_mysql() {
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(&format!("ERROR x {mon}: cannot read the lock-wait tables"))
+                && out.contains(&format!(
+                    "GRANT SELECT ON performance_schema.* TO '{mon}'@'%';"
+                )),
+            "{out}"
+        );
+    } else {
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("readable"), "{out}");
+    }
 }

@@ -169,6 +169,7 @@ proptest! {
                 command,
                 time: 12,
                 time_ms: None,
+                time_high: false,
                 state: Some(state),
                 info: Some(info),
             })

@@ -90,7 +90,7 @@ fn wait_idle(s: &Server, ids: &[u64], secs: u64) {
         Duration::from_secs(secs + 20),
         "idle connections to age",
         || {
-            ids.iter().all(|id| matches!(s.thread(*id), Some((_, _, cmd, t, _)) if cmd == "Sleep" && t >= secs))
+            ids.iter().all(|id| matches!(s.thread(*id), Some((_, _, cmd, t, _)) if cmd == "Sleep" && t >= s.time_at_least(secs)))
         },
     );
 }

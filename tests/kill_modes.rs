@@ -110,12 +110,34 @@ fn conn_id(c: &mut Conn) -> u64 {
     c.query_first("SELECT CONNECTION_ID()").unwrap().unwrap()
 }
 
+/// (command, time, state) of thread `id`, from the table mysqk reads: on
+/// MySQL performance_schema, where a killed connection that rolls back stays
+/// (information_schema drops it at once).
 fn state(s: &Server, id: u64) -> Option<(String, u64, Option<String>)> {
+    let table = if s.is_mysql() {
+        "performance_schema.processlist"
+    } else {
+        "information_schema.PROCESSLIST"
+    };
     s.query::<(String, u64, Option<String>)>(&format!(
-        "SELECT COMMAND, TIME, STATE FROM information_schema.PROCESSLIST WHERE ID = {id}"
+        "SELECT COMMAND, IFNULL(TIME, 0), STATE FROM {table} WHERE ID = {id}"
     ))
     .into_iter()
     .next()
+}
+
+/// Killed and not gone yet: MariaDB shows `Command=Killed`; MySQL shows the
+/// connection as `Sleep` while InnoDB rolls its transaction back.
+fn being_killed(s: &Server, id: u64, command: &str) -> bool {
+    if s.is_mysql() {
+        !s.query::<String>(&format!(
+            "SELECT trx_state FROM information_schema.INNODB_TRX \
+             WHERE trx_mysql_thread_id = {id} AND trx_state = 'ROLLING BACK'"
+        ))
+        .is_empty()
+    } else {
+        command == "Killed"
+    }
 }
 
 /// Waits until thread `id` has been in `wanted` state for at least `secs`.
@@ -123,7 +145,7 @@ fn wait_state(s: &Server, id: u64, wanted: &str, secs: u64) {
     wait_until(
         Duration::from_secs(secs + 30),
         &format!("thread {id} in `{wanted}` for {secs} s"),
-        || matches!(state(s, id), Some((_, t, Some(st))) if st == wanted && t >= secs),
+        || matches!(state(s, id), Some((_, t, Some(st))) if st == wanted && t >= s.time_at_least(secs)),
     );
 }
 
@@ -223,7 +245,7 @@ fn query_mode_stops_the_statement_and_keeps_the_connection() {
     wait_until(
         Duration::from_secs(30),
         "the connection to idle",
-        || matches!(state(s, id), Some((c, t, _)) if c == "Sleep" && t >= 1),
+        || matches!(state(s, id), Some((c, t, _)) if c == "Sleep" && t >= s.time_at_least(1)),
     );
     let (code, out) = kill(&ini, &[]);
     assert_eq!(code, 0, "{out}");
@@ -317,12 +339,19 @@ fn stuck_in_killed_is_reported_once_and_never_killed_again() {
         "CREATE TABLE {table} (id INT PRIMARY KEY AUTO_INCREMENT, a INT, b CHAR(32), \
          KEY (a), KEY (b)) ENGINE=InnoDB"
     ));
+    // The recursion limit's name differs between the flavours, and MySQL
+    // 9 has no MD5().
+    let (limit, hash) = if s.is_mysql() {
+        ("cte_max_recursion_depth", "LEFT(SHA2(n, 256), 32)")
+    } else {
+        ("max_recursive_iterations", "MD5(n)")
+    };
     let q = t.query(
         &t.app1,
         &format!(
-            "SET SESSION max_recursive_iterations = 1000000; BEGIN; \
+            "SET SESSION {limit} = 1000000; BEGIN; \
              INSERT INTO {table} (a, b) WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL \
-             SELECT n + 1 FROM s WHERE n < 400000) SELECT n, MD5(n) FROM s; \
+             SELECT n + 1 FROM s WHERE n < 400000) SELECT n, {hash} FROM s; \
              SELECT SLEEP(300) /* stuck-me */"
         ),
     );
@@ -349,7 +378,7 @@ fn stuck_in_killed_is_reported_once_and_never_killed_again() {
         Duration::from_secs(120),
         "the killed thread to end",
         || match state(s, id) {
-            Some((c, _, _)) if c == "Killed" => {
+            Some((c, _, _)) if being_killed(s, id, &c) => {
                 killed_since.get_or_insert_with(Instant::now);
                 false
             }
@@ -377,22 +406,26 @@ fn stuck_in_killed_is_reported_once_and_never_killed_again() {
         .filter(|l| l.contains(&format!("thread {id} user=")) && l.contains("action="))
         .count();
     assert_eq!(kills, 1, "killed once, never again while Killed:\n{text}");
+    // MariaDB shows the thread as Killed; MySQL as Sleep while it rolls back
+    // (its transaction may still read RUNNING when the report is due).
+    let (marker, trx_state) = if s.is_mysql() {
+        ("still shown as Sleep", "transaction")
+    } else {
+        ("stuck in Killed", "ROLLING BACK")
+    };
     let stuck: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains(&format!("thread {id} user=")) && l.contains("stuck in Killed"))
+        .filter(|l| l.contains(&format!("thread {id} user=")) && l.contains(marker))
         .collect();
     assert_eq!(stuck.len(), 1, "reported once:\n{text}");
     assert!(
-        stuck[0].contains("ROLLING BACK") && stuck[0].contains("rows modified"),
+        stuck[0].contains(trx_state) && stuck[0].contains("400000 rows modified"),
         "with the rollback size: {}",
         stuck[0]
     );
     // The report is also an event: in a snapshot file (follow-ups section).
     let snaps = t.snapshot_texts();
-    let with_stuck = snaps
-        .iter()
-        .filter(|s| s.contains("stuck in Killed"))
-        .count();
+    let with_stuck = snaps.iter().filter(|s| s.contains(marker)).count();
     assert_eq!(with_stuck, 1, "one event for the stuck report");
     // (A multi-statement's later error may be swallowed by the driver: ask
     // the connection itself.)
@@ -419,8 +452,10 @@ fn rds_kill_procedures_are_called_instead_of_kill() {
         ("rds_kill", "connection", "KILL CONNECTION thread"),
         ("rds_kill_query", "query", "KILL QUERY thread"),
     ] {
+        // MySQL has no CREATE OR REPLACE PROCEDURE.
+        s.exec(&format!("DROP PROCEDURE IF EXISTS mysql.{name}"));
         s.exec(&format!(
-            "CREATE OR REPLACE DEFINER = 'tadmin'@'%' PROCEDURE mysql.{name}(IN thread BIGINT) \
+            "CREATE DEFINER = 'tadmin'@'%' PROCEDURE mysql.{name}(IN thread BIGINT) \
              SQL SECURITY DEFINER \
              BEGIN INSERT INTO {calls} VALUES (thread, '{kind}', USER()); {stmt}; END"
         ));
@@ -489,16 +524,20 @@ fn rds_kill_procedures_are_called_instead_of_kill() {
 /// Metadata-lock blockers: an `ALTER TABLE` waits for a transaction that read
 /// the table and stays open; a `SELECT` queues behind the `ALTER`. The root
 /// blocker (the open transaction) is killed, not the `ALTER` or the `SELECT`.
-/// Checked with each source the server may offer: performance_schema (as
-/// MySQL 8), MariaDB's METADATA_LOCK_INFO plugin, and neither (then no kill).
+/// Checked with each source the server may offer: performance_schema (on
+/// both), MariaDB's METADATA_LOCK_INFO plugin, and neither (then no kill; on
+/// MySQL: the MDL instrument turned off).
 #[test]
 fn metadata_lock_blocker_killed_with_k_lock_from_each_source() {
+    let mut extra_args = vec![
+        "--performance-schema=ON".to_string(),
+        "--performance-schema-instrument=wait/lock/metadata/sql/mdl=ON".into(),
+    ];
+    if !support::is_mysql() {
+        extra_args.push("--plugin-load-add=metadata_lock_info".into());
+    }
     let srv = Server::start(ServerOpts {
-        extra_args: vec![
-            "--performance-schema=ON".into(),
-            "--performance-schema-instrument=wait/lock/metadata/sql/mdl=ON".into(),
-            "--plugin-load-add=metadata_lock_info".into(),
-        ],
+        extra_args,
         ..ServerOpts::default()
     });
     let t = Setup::on(&srv);
@@ -511,17 +550,21 @@ fn metadata_lock_blocker_killed_with_k_lock_from_each_source() {
         "CREATE TABLE {table} (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO {table} VALUES (1)"
     ));
     let rules = format!("k_user={},{}\nk_longtime=100\nk_lock=2", t.app1, t.app2);
-    let phases = [
-        ("performance_schema.metadata_locks", true),
-        ("information_schema.METADATA_LOCK_INFO", true),
-        ("none", false),
-    ];
-    for (n, (source, killed)) in phases.into_iter().enumerate() {
+    let phases: &[(&str, bool)] = if srv.is_mysql() {
+        &[("performance_schema.metadata_locks", true), ("none", false)]
+    } else {
+        &[
+            ("performance_schema.metadata_locks", true),
+            ("information_schema.METADATA_LOCK_INFO", true),
+            ("none", false),
+        ]
+    };
+    let instrument_off = "UPDATE performance_schema.setup_instruments SET ENABLED = 'NO' \
+                          WHERE NAME = 'wait/lock/metadata/sql/mdl'";
+    for (n, &(source, killed)) in phases.iter().enumerate() {
         match source {
-            "information_schema.METADATA_LOCK_INFO" => srv.exec(
-                "UPDATE performance_schema.setup_instruments SET ENABLED = 'NO' \
-                 WHERE NAME = 'wait/lock/metadata/sql/mdl'",
-            ),
+            "information_schema.METADATA_LOCK_INFO" => srv.exec(instrument_off),
+            "none" if srv.is_mysql() => srv.exec(instrument_off),
             "none" => srv.exec("UNINSTALL SONAME 'metadata_lock_info'"),
             _ => {}
         }

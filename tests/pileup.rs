@@ -56,7 +56,7 @@ fn text(out: &Output) -> String {
 
 /// The thread runs `command` and has done so for at least `secs` s.
 fn running(id: u64, command: &str, secs: u64) -> bool {
-    matches!(server().thread(id), Some((_, _, cmd, t, _)) if cmd == command && t >= secs)
+    matches!(server().thread(id), Some((_, _, cmd, t, _)) if cmd == command && t >= server().time_at_least(secs))
 }
 
 fn assert_killed(q: BgQuery) {

@@ -1,34 +1,42 @@
 //! Replication threads are never victims (SPEC 2, issue 5): a primary's
 //! `Binlog Dump` and a replica's IO/SQL threads survive mysqk run with the
-//! most aggressive rules, on real MariaDB servers in replication.
+//! most aggressive rules, on real servers in replication (MariaDB's
+//! `Slave_IO`/`Slave_SQL`/`Slave_worker` commands; MySQL's `system user`
+//! threads with `Connect`/`Query` commands).
 
 mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use mysql::Row;
 use support::{
     mysqk_bin, run_with_timeout, unique, wait_until, write_ini, ChildGuard, Server, ServerOpts,
     REPL_PASS, REPL_USER,
 };
-
-fn replica_running(r: &Server) -> (String, String) {
-    let rows: Vec<Row> = r.query("SHOW SLAVE STATUS");
-    let row = rows.first().expect("SHOW SLAVE STATUS is empty");
-    let col = |name: &str| {
-        row.get_opt::<String, _>(name)
-            .and_then(Result::ok)
-            .unwrap_or_default()
-    };
-    (col("Slave_IO_Running"), col("Slave_SQL_Running"))
-}
 
 /// (id, user, command) of every thread of `s` whose command matches `f`.
 fn threads(s: &Server, f: impl Fn(&str) -> bool) -> Vec<(u64, String, String)> {
     s.processlist()
         .into_iter()
         .filter(|r| f(&r.2))
+        .map(|r| (r.0, r.1, r.2))
+        .collect()
+}
+
+/// The replica's replication threads (id, user, command): MariaDB names
+/// them by command (`Slave_IO`, `Slave_SQL`, `Slave_worker`), MySQL runs
+/// them all as `system user` (IO `Connect`, coordinator and workers `Query`
+/// or `Connect`).
+fn replication_threads(s: &Server) -> Vec<(u64, String, String)> {
+    s.processlist()
+        .into_iter()
+        .filter(|r| {
+            if s.is_mysql() {
+                r.1 == "system user"
+            } else {
+                r.2.starts_with("Slave_")
+            }
+        })
         .map(|r| (r.0, r.1, r.2))
         .collect()
 }
@@ -42,8 +50,13 @@ fn binlog_dump_and_replica_threads_are_never_killed() {
     });
     let replica = Server::start(ServerOpts {
         server_id: 2,
-        // Parallel workers show up as `Slave_worker` threads on MariaDB.
-        extra_args: vec!["--slave-parallel-threads=2".into()],
+        // Parallel workers: `Slave_worker` threads on MariaDB, more
+        // `system user` threads on MySQL.
+        extra_args: vec![if support::is_mysql() {
+            "--replica-parallel-workers=2".into()
+        } else {
+            "--slave-parallel-threads=2".into()
+        }],
         ..ServerOpts::default()
     });
     replica.start_replica_of(&primary);
@@ -83,12 +96,20 @@ fn binlog_dump_and_replica_threads_are_never_killed() {
     let dump = threads(&primary, |c| c.starts_with("Binlog Dump"));
     assert_eq!(dump.len(), 1, "{dump:?}");
     assert_eq!(dump[0].1, REPL_USER);
-    let replica_threads = threads(&replica, |c| c.starts_with("Slave_"));
+    let replica_threads = replication_threads(&replica);
     let commands: Vec<&str> = replica_threads.iter().map(|t| t.2.as_str()).collect();
-    assert!(
-        commands.contains(&"Slave_IO") && commands.contains(&"Slave_SQL"),
-        "{replica_threads:?}"
-    );
+    if replica.is_mysql() {
+        // IO thread (Connect), coordinator and 2 workers.
+        assert!(
+            replica_threads.len() >= 4 && commands.contains(&"Connect"),
+            "{replica_threads:?}"
+        );
+    } else {
+        assert!(
+            commands.contains(&"Slave_IO") && commands.contains(&"Slave_SQL"),
+            "{replica_threads:?}"
+        );
+    }
     assert!(
         replica_threads.iter().all(|t| t.1 == "system user"),
         "{replica_threads:?}"
@@ -101,12 +122,12 @@ fn binlog_dump_and_replica_threads_are_never_killed() {
             primary
                 .processlist()
                 .iter()
-                .any(|r| r.2.starts_with("Binlog Dump") && r.3 >= 2)
-                && replica
-                    .processlist()
-                    .iter()
-                    .filter(|r| r.2.starts_with("Slave_"))
-                    .all(|r| r.3 >= 2)
+                .any(|r| r.2.starts_with("Binlog Dump") && r.3 >= primary.time_at_least(2))
+                && replication_threads(&replica).iter().all(|t| {
+                    replica
+                        .thread(t.0)
+                        .is_some_and(|r| r.3 >= replica.time_at_least(2))
+                })
         },
     );
 
@@ -185,14 +206,11 @@ fn binlog_dump_and_replica_threads_are_never_killed() {
     assert!(!text.contains("action="), "nothing killed:\n{text}");
 
     assert_eq!(threads(&primary, |c| c.starts_with("Binlog Dump")), dump);
-    assert_eq!(
-        threads(&replica, |c| c.starts_with("Slave_")),
-        replica_threads
-    );
-    assert_eq!(
-        replica_running(&replica),
-        ("Yes".to_string(), "Yes".to_string())
-    );
+    // Same threads (a MySQL worker's command may move between Connect and
+    // Query as it waits or applies).
+    let ids = |v: &[(u64, String, String)]| v.iter().map(|t| t.0).collect::<Vec<_>>();
+    assert_eq!(ids(&replication_threads(&replica)), ids(&replica_threads));
+    assert_eq!(replica.replica_running(), Some((true, true)));
     // Replication still moves data.
     let db = unique("rdb");
     primary.exec(&format!(

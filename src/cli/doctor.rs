@@ -20,7 +20,7 @@ use crate::config::{Config, Instance};
 use crate::core::matcher::{KillCmd, UserFilter};
 use crate::report::output;
 use crate::server::inspector::{self, MdlSource};
-use crate::server::session::{Flavor, Session, Target};
+use crate::server::session::{Flavor, IsReason, ProcSource, Session, Target};
 
 /// A clock difference at least this large is reported.
 const SKEW_WARN: Duration = Duration::from_secs(5);
@@ -94,6 +94,22 @@ pub struct InstanceFacts {
     /// A running `mysqk watch` that holds sessions on this instance (from
     /// its status file).
     pub watch: Option<WatchHold>,
+    /// The table `db_puser` reads the processlist from, and why.
+    pub proc_source: Option<ProcSource>,
+    /// MySQL 8: `@@performance_schema_show_processlist` (whether the
+    /// server's own SHOW PROCESSLIST avoids the global mutex too).
+    pub ps_show_processlist: Option<bool>,
+}
+
+impl InstanceFacts {
+    /// MySQL 8 with performance_schema off: its lock tables are empty
+    /// without an error, so no lock wait is ever seen.
+    fn ps_off(&self) -> bool {
+        self.proc_source
+            == Some(ProcSource::InformationSchema(
+                IsReason::PerformanceSchemaOff,
+            ))
+    }
 }
 
 /// What the status file of a live `mysqk watch` says about one instance.
@@ -277,6 +293,22 @@ pub fn assess(f: &InstanceFacts) -> Vec<Problem> {
         _ => {}
     }
     let puser_ok = puser.is_some_and(UserFacts::connected);
+    if puser_ok && f.ps_off() {
+        problem(
+            if f.k_lock > 0 {
+                Severity::Error
+            } else {
+                Severity::Warning
+            },
+            None,
+            "performance_schema=OFF: threads are read from information_schema.PROCESSLIST \
+             (it takes a global mutex), and no row-lock or metadata-lock wait can be seen \
+             (k_lock kills no blocker)"
+                .into(),
+            "performance_schema=ON in the server's my.cnf [mysqld] section (needs a restart)"
+                .into(),
+        );
+    }
     if puser_ok {
         if let Some(Err(e)) = &f.lock_tables {
             let grantee = puser.map(UserFacts::grantee).unwrap_or_default();
@@ -296,7 +328,7 @@ pub fn assess(f: &InstanceFacts) -> Vec<Problem> {
                 },
             );
         }
-        if f.k_lock > 0 && f.mdl == Some(MdlSource::None) {
+        if f.k_lock > 0 && f.mdl == Some(MdlSource::None) && !f.ps_off() {
             problem(
                 Severity::Warning,
                 None,
@@ -410,18 +442,6 @@ fn user_facts(s: &mut Session, rds: bool) -> UserFacts {
         .ok()
         .flatten()
         .map(|cu| quote_account(&cu));
-    let has_process = account.as_ref().is_some_and(|acct| {
-        s.conn
-            .exec_first::<u64, _, _>(
-                "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES \
-                 WHERE PRIVILEGE_TYPE = 'PROCESS' AND GRANTEE = ?",
-                (acct.as_str(),),
-            )
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-            > 0
-    });
     let rds_kill = rds.then(|| {
         // A routine is listed only to users with some privilege on it.
         s.conn
@@ -439,7 +459,8 @@ fn user_facts(s: &mut Session, rds: bool) -> UserFacts {
         connect: Ok(()),
         account,
         kills_others: s.can_kill_others,
-        sees_all: has_process,
+        // From SHOW GRANTS: roles count, odd names do not confuse it.
+        sees_all: s.sees_all,
         rds_kill,
     }
 }
@@ -596,6 +617,16 @@ pub fn check_instance(cfg: &Config, inst: &Instance) -> InstanceFacts {
                 .map_err(|e| e.to_string()),
         );
         f.mdl = Some(inspector::mdl_source(p));
+        // After the reads above, which may have fallen back to another table.
+        f.proc_source = Some(p.proc_source);
+        if p.flavor == Flavor::MySql8 {
+            f.ps_show_processlist = p
+                .conn
+                .query_first::<u64, _>("SELECT @@performance_schema_show_processlist")
+                .ok()
+                .flatten()
+                .map(|v| v != 0);
+        }
     }
     f
 }
@@ -620,6 +651,7 @@ pub fn render(facts: &[InstanceFacts], problems: &[Problem]) -> String {
                     .map(|ms| format!("{:+.1} s", ms as f64 / 1000.0))
                     .unwrap_or_else(|| "?".into()),
                 match &f.lock_tables {
+                    Some(Ok(())) if f.ps_off() => "blind (P_S off)".into(),
                     Some(Ok(())) => "readable".into(),
                     Some(Err(_)) => "NOT readable".into(),
                     None => "?".into(),
@@ -629,6 +661,14 @@ pub fn render(facts: &[InstanceFacts], problems: &[Problem]) -> String {
                     Some(MdlSource::MetadataLockInfo) => "METADATA_LOCK_INFO".into(),
                     Some(MdlSource::None) => "no blocker info".into(),
                     None => "?".into(),
+                },
+                match (f.proc_source, f.ps_show_processlist) {
+                    (Some(src), Some(show)) => format!(
+                        "{src}; SHOW PROCESSLIST from P_S: {}",
+                        if show { "ON" } else { "OFF" }
+                    ),
+                    (Some(src), None) => src.to_string(),
+                    (None, _) => "?".into(),
                 },
             ]
         })
@@ -643,6 +683,7 @@ pub fn render(facts: &[InstanceFacts], problems: &[Problem]) -> String {
             "CLOCK SKEW",
             "LOCK WAITS",
             "MDL BLOCKERS",
+            "PROCESSLIST",
         ],
         &inst_rows,
     ));
@@ -816,7 +857,32 @@ mod tests {
             lock_tables: Some(Ok(())),
             mdl: Some(MdlSource::MetadataLockInfo),
             watch: None,
+            proc_source: Some(ProcSource::InformationSchema(IsReason::MariaDb)),
+            ps_show_processlist: None,
         }
+    }
+
+    #[test]
+    fn mysql_with_performance_schema_off_is_blind_to_lock_waits() {
+        let mut f = InstanceFacts {
+            version: Some("9.7.4".into()),
+            flavor: Some(Flavor::MySql8),
+            proc_source: Some(ProcSource::InformationSchema(
+                IsReason::PerformanceSchemaOff,
+            )),
+            mdl: Some(MdlSource::None),
+            ..healthy()
+        };
+        let p = assess(&f);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].severity, Severity::Warning);
+        assert!(p[0].what.starts_with("performance_schema=OFF"), "{p:?}");
+        // With k_lock it is an error: no blocker could ever be found.
+        f.k_lock = 5;
+        let p = assess(&f);
+        assert_eq!(p.len(), 1, "no second, wrong fix for MDL: {p:?}");
+        assert_eq!(p[0].severity, Severity::Error);
+        assert!(p[0].fix.contains("performance_schema=ON"), "{p:?}");
     }
 
     fn summary(p: &[Problem]) -> Vec<(Severity, Option<String>, String)> {

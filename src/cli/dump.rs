@@ -906,6 +906,7 @@ from dual where 1 = 1
                 state: Some("User sleep".into()),
                 info: Some(MULTI_INFO.into()),
                 time_ms: Some(2049),
+                time_high: false,
                 ..row(7, "root", "localhost", None, "Query", 2)
             }]
         );

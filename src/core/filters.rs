@@ -163,6 +163,7 @@ mod tests {
             command: "Query".into(),
             time: 5,
             time_ms: None,
+            time_high: false,
             state: Some("User sleep".into()),
             info: Some("select sleep(60)".into()),
         }

@@ -160,13 +160,15 @@ pub fn protected(row: &ProcRow, own_ids: &HashSet<u64>) -> Option<&'static str> 
 fn row_reasons(row: &ProcRow, rules: &Rules) -> Vec<Reason> {
     let mut reasons = Vec::new();
     let sleeping = row.command == "Sleep";
-    if !sleeping && rules.longtime > 0 && row.time >= rules.longtime {
+    // Never early: compared with the time the thread has certainly spent.
+    let secs = row.secs_at_least();
+    if !sleeping && rules.longtime > 0 && secs >= rules.longtime {
         reasons.push(Reason::LongRunning {
             secs: row.time,
             limit: rules.longtime,
         });
     }
-    if sleeping && rules.sleep > 0 && row.time >= rules.sleep {
+    if sleeping && rules.sleep > 0 && secs >= rules.sleep {
         reasons.push(Reason::Sleeping {
             secs: row.time,
             limit: rules.sleep,
@@ -256,6 +258,7 @@ mod tests {
             command: command.into(),
             time,
             time_ms: None,
+            time_high: false,
             state: Some(if command == "Sleep" { "" } else { "User sleep" }.into()),
             info: info.map(Into::into),
         }
@@ -290,6 +293,34 @@ mod tests {
             rows,
             ..Scan::default()
         }
+    }
+
+    /// MySQL's TIME may be 1 s high (TIME=1 after 0.4 s): a rule only fires
+    /// once the time has certainly passed; TIME_MS is taken as exact.
+    #[test]
+    fn never_early_on_a_coarse_time() {
+        let q = Some("select sleep(60)");
+        let r = |time: u64, time_high: bool, time_ms: Option<u64>, command: &str| ProcRow {
+            time_high,
+            time_ms,
+            ..row(1, "app1", command, time, q)
+        };
+        let rules = |longtime, sleep| Rules {
+            longtime,
+            sleep,
+            ..rules(&["app1"])
+        };
+        let victim = |row: ProcRow, rules: &Rules| !ids(&scan(vec![row]), rules).is_empty();
+        assert!(!victim(r(1, true, None, "Query"), &rules(1, 0)));
+        assert!(victim(r(2, true, None, "Query"), &rules(1, 0)));
+        assert!(!victim(r(10, true, None, "Query"), &rules(10, 0)));
+        assert!(victim(r(11, true, None, "Query"), &rules(10, 0)));
+        assert!(!victim(r(5, true, None, "Sleep"), &rules(0, 5)));
+        assert!(victim(r(6, true, None, "Sleep"), &rules(0, 5)));
+        // MariaDB: TIME_MS decides, TIME is a floor already.
+        assert!(!victim(r(1, false, Some(999), "Query"), &rules(1, 0)));
+        assert!(victim(r(1, false, Some(1000), "Query"), &rules(1, 0)));
+        assert!(victim(r(1, false, None, "Query"), &rules(1, 0)));
     }
 
     #[test]
@@ -718,6 +749,7 @@ mod tests {
                 db: None,
                 command: c.into(),
                 time: t,
+                time_high: false,
                 time_ms: None,
                 state: None,
                 info: i.map(Into::into),

@@ -184,7 +184,12 @@ pub fn resolve(locks: &[Lock], rows: &[ProcRow]) -> Vec<Wait> {
         }
         out
     };
-    let secs = |t: u64| rows.iter().find(|r| r.id == t).map_or(0, |r| r.time);
+    // The waiter's statement time, as much of it as has certainly passed.
+    let secs = |t: u64| {
+        rows.iter()
+            .find(|r| r.id == t)
+            .map_or(0, ProcRow::secs_at_least)
+    };
     let mut out = Vec::new();
     for ((w, schema, table), d) in &direct {
         let object = Some(format!("{schema}.{table}"));
@@ -318,7 +323,7 @@ pub fn unexplained(rows: &[ProcRow], waits: &[Wait]) -> Vec<Wait> {
             waiting: r.id,
             blocking: None,
             object: None,
-            wait_secs: r.time,
+            wait_secs: r.secs_at_least(),
         })
         .collect()
 }
@@ -347,6 +352,7 @@ mod tests {
             command: if info.is_some() { "Query" } else { "Sleep" }.into(),
             time,
             time_ms: None,
+            time_high: false,
             state: state.map(Into::into),
             info: info.map(Into::into),
         }

@@ -5,6 +5,7 @@
 pub mod classes;
 pub mod filters;
 pub mod fingerprint;
+pub mod grants;
 pub mod matcher;
 pub mod mdl;
 pub mod outcome;

@@ -40,10 +40,17 @@ pub fn apply(candidates: Vec<Victim>, rules: &ClassRules) -> Vec<Victim> {
             continue;
         }
         // pt-kill: "longer than", i.e. strictly greater than N seconds.
-        if rules.any_busy_time > 0 && !rows(&members).iter().any(|r| r.time > rules.any_busy_time) {
+        if rules.any_busy_time > 0
+            && !rows(&members)
+                .iter()
+                .any(|r| r.secs_at_least() > rules.any_busy_time)
+        {
             continue;
         }
-        if rules.each_busy_time > 0 && !rows(&members).iter().all(|r| r.time > rules.each_busy_time)
+        if rules.each_busy_time > 0
+            && !rows(&members)
+                .iter()
+                .all(|r| r.secs_at_least() > rules.each_busy_time)
         {
             continue;
         }
@@ -98,6 +105,7 @@ mod tests {
                 command: if info.is_some() { "Query" } else { "Sleep" }.into(),
                 time,
                 time_ms: None,
+                time_high: false,
                 state: None,
                 info: info.map(Into::into),
             },

@@ -15,6 +15,11 @@ pub struct ProcRow {
     pub time: u64,
     /// Milliseconds in the current command, when the server tells (MariaDB `TIME_MS`).
     pub time_ms: Option<u64>,
+    /// `time` may read up to 1 s more than has really passed: MySQL computes
+    /// it as a difference of whole wall-clock seconds, so a statement shows
+    /// `TIME=1` after 0.4 s. Set by the live reader for MySQL.
+    #[serde(skip)]
+    pub time_high: bool,
     pub state: Option<String>,
     pub info: Option<String>,
     /// Which statement the thread runs, where the server can tell: MariaDB's
@@ -61,5 +66,21 @@ impl ProcRow {
     /// Time in milliseconds, using `time_ms` when the server gave it.
     pub fn elapsed_ms(&self) -> u64 {
         self.time_ms.unwrap_or(self.time.saturating_mul(1000))
+    }
+
+    /// Whole seconds this thread has certainly been in its command: what every
+    /// time-based rule compares, so none fires early. `TIME_MS` when given;
+    /// else `TIME`, less the second it may be high by on MySQL.
+    pub fn secs_at_least(&self) -> u64 {
+        self.ms_at_least() / 1000
+    }
+
+    /// Milliseconds this thread has certainly been in its command.
+    pub fn ms_at_least(&self) -> u64 {
+        match self.time_ms {
+            Some(ms) => ms,
+            None if self.time_high => self.time.saturating_sub(1).saturating_mul(1000),
+            None => self.time.saturating_mul(1000),
+        }
     }
 }

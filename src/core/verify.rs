@@ -522,6 +522,7 @@ mod tests {
             command: command.into(),
             time: time_ms / 1000,
             time_ms: Some(time_ms),
+            time_high: false,
             state: Some(if command == "Killed" { "Rollback" } else { "" }.into()),
             info: info.map(Into::into),
         }

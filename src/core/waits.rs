@@ -188,6 +188,7 @@ mod tests {
             command: command.into(),
             time,
             time_ms: None,
+            time_high: false,
             state: Some(if info.is_some_and(|i| i.starts_with("alter")) {
                 mdl::WAIT_STATE.to_string()
             } else {

@@ -100,9 +100,10 @@ pub fn mode(
 /// `k_longtime`, a sleeper reaching `k_sleep`, a lock wait reaching `k_lock`.
 /// The loop wakes up then instead of a whole `check_interval` later.
 ///
-/// MariaDB's `TIME_MS` gives the milliseconds; without it (MySQL) `TIME` is
-/// whole seconds rounded down, so the estimate errs late (by < 1 s), never
-/// early. Lock wait times are whole seconds too. `skip` lists threads already
+/// MariaDB's `TIME_MS` (or MySQL's statement timers) gives the milliseconds;
+/// without them the time that has certainly passed is used (MySQL's `TIME`
+/// less the second it may be high by), so the estimate errs late, never
+/// early. Lock wait times are whole seconds, also counted at least. `skip` lists threads already
 /// handled (pending kills, dry-run repeats, this pass's victims). Pile-up
 /// class rules (`k_query_count`, ...) are not predicted: a class that becomes
 /// abnormal is seen at the next regular pass.
@@ -126,8 +127,8 @@ pub fn next_crossing(scan: &Scan, rules: &Rules, skip: &HashSet<u64>) -> Option<
             rules.longtime
         };
         let limit_ms = limit.saturating_mul(1000);
-        if limit > 0 && row.elapsed_ms() < limit_ms {
-            consider(limit_ms - row.elapsed_ms());
+        if limit > 0 && row.ms_at_least() < limit_ms {
+            consider(limit_ms - row.ms_at_least());
         }
     }
     if rules.lock > 0 {
@@ -937,6 +938,7 @@ mod tests {
             command: command.into(),
             time: time_ms / 1000,
             time_ms: Some(time_ms),
+            time_high: false,
             state: None,
             info: (command != "Sleep").then(|| "select sleep(60)".to_string()),
         }

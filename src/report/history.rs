@@ -207,6 +207,8 @@ pub fn processlist_of(text: &str) -> Result<SnapshotText, SnapshotError> {
             command: c[4].clone(),
             time: number(5, "TIME")?,
             time_ms: None,
+            // As the snapshot shows it; the flavour is not recorded there.
+            time_high: false,
             state: Some(c[6].clone()),
             info: null(&c[7]),
         });

@@ -253,6 +253,7 @@ mod tests {
                 command: "Query".into(),
                 time: 12,
                 time_ms: Some(12345),
+                time_high: false,
                 state: Some("User sleep".into()),
                 info: info.map(Into::into),
             },

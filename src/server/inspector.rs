@@ -11,7 +11,7 @@ use crate::core::mdl;
 use crate::core::row::ProcRow;
 use crate::core::verify::TrxFacts;
 use crate::core::waits;
-use crate::server::session::{Flavor, Session, SessionError};
+use crate::server::session::{Flavor, IsReason, ProcSource, Session, SessionError};
 
 fn text(v: Option<Value>) -> Option<String> {
     match v {
@@ -50,17 +50,38 @@ fn digits(b: &[u8]) -> u64 {
     })
 }
 
-/// The processlist query for this flavor.
-fn processlist_sql(flavor: Flavor) -> &'static str {
-    match flavor {
-        Flavor::MariaDb => {
+/// The processlist query for this source. Column 9 is the statement's
+/// identity for the re-check: MariaDB's `QUERY_ID`; on MySQL the outermost
+/// running statement's `EVENT_ID` (per thread, new for every statement, kept
+/// by a CALL while its nested statements run).
+fn processlist_sql(source: ProcSource, stmt_timers: bool) -> &'static str {
+    match source {
+        ProcSource::InformationSchema(IsReason::MariaDb) => {
             "SELECT ID, USER, HOST, DB, COMMAND, TIME, TIME_MS, STATE, INFO, QUERY_ID FROM information_schema.PROCESSLIST"
         }
-        // performance_schema.processlist avoids the global mutex the I_S table takes.
-        Flavor::MySql8 => {
+        // TIME_MS of a running statement from its statement event: TIMER_WAIT
+        // of an event not yet ended is the time elapsed so far (picoseconds).
+        // MAX: a stored program's nested statements are current too; the
+        // outermost one has run longest (and has the smallest EVENT_ID).
+        ProcSource::PerformanceSchema if stmt_timers => {
+            "SELECT p.ID, p.USER, p.HOST, p.DB, p.COMMAND, p.TIME, \
+             CASE WHEN p.COMMAND = 'Sleep' THEN NULL ELSE \
+             (SELECT MAX(e.TIMER_WAIT) FROM performance_schema.threads t \
+             JOIN performance_schema.events_statements_current e ON e.THREAD_ID = t.THREAD_ID \
+             WHERE t.PROCESSLIST_ID = p.ID AND e.END_EVENT_ID IS NULL) DIV 1000000000 END, \
+             p.STATE, p.INFO, \
+             CASE WHEN p.COMMAND = 'Sleep' THEN NULL ELSE \
+             (SELECT MIN(e.EVENT_ID) FROM performance_schema.threads t \
+             JOIN performance_schema.events_statements_current e ON e.THREAD_ID = t.THREAD_ID \
+             WHERE t.PROCESSLIST_ID = p.ID AND e.END_EVENT_ID IS NULL) END \
+             FROM performance_schema.processlist p"
+        }
+        ProcSource::PerformanceSchema => {
             "SELECT ID, USER, HOST, DB, COMMAND, TIME, NULL, STATE, INFO, NULL FROM performance_schema.processlist"
         }
-        _ => "SELECT ID, USER, HOST, DB, COMMAND, TIME, NULL, STATE, INFO, NULL FROM information_schema.PROCESSLIST",
+        ProcSource::InformationSchema(_) => {
+            "SELECT ID, USER, HOST, DB, COMMAND, TIME, NULL, STATE, INFO, NULL FROM information_schema.PROCESSLIST"
+        }
     }
 }
 
@@ -114,23 +135,27 @@ pub fn rows_by_id(s: &mut Session, ids: &[u64]) -> Result<Vec<ProcRow>, SessionE
 }
 
 fn processlist_where(s: &mut Session, clause: &str) -> Result<Vec<ProcRow>, SessionError> {
-    let sql = format!("{}{clause}", processlist_sql(s.flavor));
-    // Rows are converted as they arrive, not collected first.
-    match s.conn.query_map(&sql, to_proc_row) {
-        Ok(rows) => Ok(rows),
-        // performance_schema.processlist is 8.0.22+; older 8.0 falls back.
-        Err(_) if s.flavor == Flavor::MySql8 => s
-            .conn
-            .query_map(
-                format!("{}{clause}", processlist_sql(Flavor::MySql57)),
-                to_proc_row,
-            )
-            .map_err(|e| s.query_err(&e)),
-        Err(e) => Err(s.query_err(&e)),
+    // MySQL's TIME is a difference of whole wall-clock seconds.
+    let time_high = s.flavor != Flavor::MariaDb;
+    loop {
+        let sql = format!("{}{clause}", processlist_sql(s.proc_source, s.stmt_timers));
+        // Rows are converted as they arrive, not collected first.
+        match s.conn.query_map(&sql, |r| to_proc_row(r, time_high)) {
+            Ok(rows) => return Ok(rows),
+            // Without SELECT on performance_schema the timers are out of
+            // reach: TIME alone, counted as up to 1 s high.
+            Err(mysql::Error::MySqlError(_)) if s.stmt_timers => s.stmt_timers = false,
+            // performance_schema.processlist is 8.0.22+; older 8.0 falls
+            // back, and stays on the fallback for the session's life.
+            Err(mysql::Error::MySqlError(_)) if s.proc_source == ProcSource::PerformanceSchema => {
+                s.proc_source = ProcSource::InformationSchema(IsReason::PerformanceSchemaFailed)
+            }
+            Err(e) => return Err(s.query_err(&e)),
+        }
     }
 }
 
-fn to_proc_row(mut r: Row) -> ProcRow {
+fn to_proc_row(mut r: Row, time_high: bool) -> ProcRow {
     let optional = |v: Option<Value>| match v {
         None | Some(Value::NULL) => None,
         v => Some(number(v)),
@@ -145,28 +170,34 @@ fn to_proc_row(mut r: Row) -> ProcRow {
         command: text(r.take(4)).unwrap_or_default(),
         time: number(r.take(5)),
         time_ms,
+        time_high: time_high && time_ms.is_none(),
         state: text(r.take(7)),
         info: text(r.take(8)),
     }
 }
 
-/// InnoDB row-lock waits: who waits on whom, for how long.
+/// Whole seconds a lock wait has certainly lasted. `trx_wait_started` is a
+/// DATETIME truncated to the second, so the wait began up to 1 s after it:
+/// the precise now less that second, never a wait counted early.
+const WAIT_SECS_AT_LEAST: &str = "GREATEST(TIMESTAMPDIFF(MICROSECOND, r.trx_wait_started, NOW(6)) \
+     - 1000000, 0) DIV 1000000";
+
+/// InnoDB row-lock waits: who waits on whom, for how long (at least).
+
 pub fn lock_waits(s: &mut Session) -> Result<Vec<LockWait>, SessionError> {
     let sql = match s.flavor {
-        Flavor::MySql8 => {
-            "SELECT r.trx_mysql_thread_id, b.trx_mysql_thread_id, \
-             TIMESTAMPDIFF(SECOND, r.trx_wait_started, NOW()) \
+        Flavor::MySql8 => format!(
+            "SELECT r.trx_mysql_thread_id, b.trx_mysql_thread_id, {WAIT_SECS_AT_LEAST} \
              FROM performance_schema.data_lock_waits w \
              JOIN information_schema.INNODB_TRX b ON b.trx_id = w.BLOCKING_ENGINE_TRANSACTION_ID \
              JOIN information_schema.INNODB_TRX r ON r.trx_id = w.REQUESTING_ENGINE_TRANSACTION_ID"
-        }
-        _ => {
-            "SELECT r.trx_mysql_thread_id, b.trx_mysql_thread_id, \
-             TIMESTAMPDIFF(SECOND, r.trx_wait_started, NOW()) \
+        ),
+        _ => format!(
+            "SELECT r.trx_mysql_thread_id, b.trx_mysql_thread_id, {WAIT_SECS_AT_LEAST} \
              FROM information_schema.INNODB_LOCK_WAITS w \
              JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id \
              JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id"
-        }
+        ),
     };
     let rows: Vec<Row> = s.conn.query(sql).map_err(|e| s.query_err(&e))?;
     Ok(rows

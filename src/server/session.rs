@@ -14,6 +14,7 @@ use mysql::{Conn, OptsBuilder};
 
 use crate::config::crypto::Secret;
 use crate::config::{Config, Instance};
+use crate::core::grants;
 use crate::report::flood;
 use crate::server::buffers;
 use crate::server::resync::{self, Progress, Resync, SocketState};
@@ -126,7 +127,8 @@ pub struct Session {
     pub conn_id: u64,
     pub flavor: Flavor,
     pub version: String,
-    /// Holds SUPER or CONNECTION ADMIN: may kill other users' threads.
+    /// Holds SUPER or CONNECTION ADMIN, directly or through an active role:
+    /// may kill other users' threads.
     pub can_kill_others: bool,
     /// A command on it failed without a server error (timeout, protocol):
     /// it may be out of step with the server and is checked before reuse.
@@ -134,8 +136,59 @@ pub struct Session {
     suspect: Cell<bool>,
     /// Being brought back in step after a timeout (see [`resync`]).
     resync: Option<Resync>,
+    /// Holds PROCESS, directly or through an active role: sees every thread.
+    pub sees_all: bool,
+    /// Where this session reads the processlist from, and why.
+    pub proc_source: ProcSource,
+    /// With `performance_schema.processlist`: also read each running
+    /// statement's elapsed time from `events_statements_current` (sub-second,
+    /// where TIME may be 1 s high). Cleared when that read fails (no SELECT
+    /// on performance_schema).
+    pub stmt_timers: bool,
     /// The driver's buffers of this connection (see [`buffers`]).
     buffers: buffers::Owned,
+}
+
+/// The table the processlist is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcSource {
+    /// MySQL 8.0.22+: `performance_schema.processlist`, which does not take
+    /// the global mutex `information_schema.PROCESSLIST` takes.
+    PerformanceSchema,
+    /// `information_schema.PROCESSLIST`, for the reason given.
+    InformationSchema(IsReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsReason {
+    /// MariaDB: the only table with every thread (and `TIME_MS`).
+    MariaDb,
+    /// MySQL 5.7 and older: no `performance_schema.processlist`.
+    OldMySql,
+    /// MySQL 8 with `performance_schema=OFF`: its processlist table is then
+    /// empty without an error, so reading it would see no thread at all.
+    PerformanceSchemaOff,
+    /// MySQL 8 where `performance_schema.processlist` failed (before 8.0.22).
+    PerformanceSchemaFailed,
+}
+
+impl fmt::Display for ProcSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProcSource::PerformanceSchema => f.write_str("performance_schema.processlist"),
+            ProcSource::InformationSchema(why) => write!(
+                f,
+                "information_schema.PROCESSLIST ({})",
+                match why {
+                    IsReason::MariaDb => "MariaDB",
+                    IsReason::OldMySql => "MySQL before 8.0",
+                    IsReason::PerformanceSchemaOff => "performance_schema=OFF",
+                    IsReason::PerformanceSchemaFailed =>
+                        "performance_schema.processlist unreadable",
+                }
+            ),
+        }
+    }
 }
 
 impl fmt::Debug for Session {
@@ -381,26 +434,32 @@ impl Session {
             .ok_or_else(|| fail(None, "no answer to SELECT CONNECTION_ID()".into()))?;
         // A held session must outlive long quiet periods between pings.
         let _ = conn.query_drop("SET SESSION wait_timeout = 86400");
-        // MariaDB spells it `CONNECTION ADMIN`, MySQL 8 `CONNECTION_ADMIN`.
-        let can_kill_others = conn
-            .query_first::<u64, _>(
-                "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES \
-                 WHERE PRIVILEGE_TYPE IN ('SUPER', 'CONNECTION ADMIN', 'CONNECTION_ADMIN') \
-                 AND GRANTEE = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', \
-                 SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')",
-            )
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-            > 0;
+        // Privileges through roles count (see core::grants). A session
+        // whose grants cannot be read is taken as unprivileged.
+        let grant_lines: Vec<String> = conn.query("SHOW GRANTS").unwrap_or_default();
+        let privs = grants::global_privileges(grant_lines.iter().map(String::as_str));
+        let flavor = flavor_of(&version);
+        let proc_source = match flavor {
+            Flavor::MariaDb => ProcSource::InformationSchema(IsReason::MariaDb),
+            Flavor::MySql57 | Flavor::MySqlOther => {
+                ProcSource::InformationSchema(IsReason::OldMySql)
+            }
+            Flavor::MySql8 => match conn.query_first::<u64, _>("SELECT @@performance_schema") {
+                Ok(Some(0)) => ProcSource::InformationSchema(IsReason::PerformanceSchemaOff),
+                _ => ProcSource::PerformanceSchema,
+            },
+        };
         Ok(Session {
             user: user.to_string(),
             addr,
             conn,
             conn_id,
-            flavor: flavor_of(&version),
+            flavor,
             version,
-            can_kill_others,
+            can_kill_others: privs.kill_others,
+            sees_all: privs.process,
+            stmt_timers: proc_source == ProcSource::PerformanceSchema,
+            proc_source,
             suspect: Cell::new(false),
             resync: None,
             buffers,

@@ -758,10 +758,12 @@ impl Server {
 
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = lock(&self.child)
+            // A statement of its own: an `if let` scrutinee's guard would
+            // live through the block, and forget_child() locks it again.
+            let exited = lock(&self.child)
                 .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
                 self.forget_child();
                 return Err(format!(
                     "{} on port {} exited during startup ({status}); error log:\n{}",
@@ -1033,9 +1035,19 @@ impl Server {
         );
     }
 
-    /// A monitor user: PROCESS only (sees every thread, kills none but its own).
+    /// A monitor user: PROCESS (sees every thread, kills none but its own);
+    /// on MySQL also SELECT on performance_schema, which its lock-wait,
+    /// metadata-lock and statement-timer tables need (README: what a db_puser
+    /// needs). [`Server::create_user`] makes one without it.
     pub fn create_monitor_user(&self, name: &str, password: &str) {
-        self.create_user(name, password, &["PROCESS ON *.*"]);
+        match self.flavor {
+            Flavor::MariaDb => self.create_user(name, password, &["PROCESS ON *.*"]),
+            Flavor::MySql => self.create_user(
+                name,
+                password,
+                &["PROCESS ON *.*", "SELECT ON performance_schema.*"],
+            ),
+        }
     }
 
     pub fn drop_user(&self, name: &str) {
@@ -1064,11 +1076,27 @@ impl Server {
         BgQuery::start(conn, sql)
     }
 
-    /// The full processlist, ordered by id, read as admin.
+    /// The full processlist, ordered by id, read as admin. On MySQL from
+    /// performance_schema, as mysqk reads it: information_schema's TIME of a
+    /// stored procedure restarts with each statement inside it.
     pub fn processlist(&self) -> Vec<ProcRow> {
-        self.query(
-            "SELECT ID, USER, COMMAND, TIME, INFO FROM information_schema.PROCESSLIST ORDER BY ID",
-        )
+        self.query(match self.flavor {
+            Flavor::MariaDb => {
+                "SELECT ID, USER, COMMAND, TIME, INFO FROM information_schema.PROCESSLIST ORDER BY ID"
+            }
+            Flavor::MySql => {
+                "SELECT ID, USER, COMMAND, IFNULL(TIME, 0), INFO FROM performance_schema.processlist ORDER BY ID"
+            }
+        })
+    }
+
+    /// A `TIME` value that proves `secs` seconds have passed: MySQL's may
+    /// read 1 s high (TIME=1 after 0.4 s), MariaDB's is rounded down.
+    pub fn time_at_least(&self, secs: u64) -> u64 {
+        match self.flavor {
+            Flavor::MariaDb => secs,
+            Flavor::MySql => secs + 1,
+        }
     }
 
     /// The processlist row of one thread, if it is there.
@@ -1090,13 +1118,15 @@ impl Server {
         );
     }
 
-    /// Waits until thread `id` runs a statement (`Command=Query`) for at
-    /// least `secs` seconds — e.g. before expecting `k_longtime` to match.
+    /// Waits until thread `id` has certainly run a statement (`Command=Query`)
+    /// for at least `secs` seconds — e.g. before expecting `k_longtime` to
+    /// match. MySQL's TIME may read 1 s high, so there it waits for one more.
     pub fn wait_query_time(&self, id: u64, secs: u64) {
+        let at_least = self.time_at_least(secs);
         wait_until(
             Duration::from_secs(secs + 30),
             &format!("thread {id} to run a query for {secs} s"),
-            || matches!(self.thread(id), Some((_, _, cmd, t, _)) if cmd == "Query" && t >= secs),
+            || matches!(self.thread(id), Some((_, _, cmd, t, _)) if cmd == "Query" && t >= at_least),
         );
     }
 
