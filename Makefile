@@ -7,8 +7,6 @@ TEST_THREADS ?= 4
 
 .PHONY: deps test lint demo bench deb
 
-# Test binaries run on MySQL so far (issue 10: grows to the whole suite).
-MYSQL_TESTS ?= --test support_selftest --test kill_cli --test kill_many --test mail --test match_cli --test pileup
 
 ## deps: install mariadb-server, mmdebstrap and python3-aiosmtpd (the test
 ##       SMTP server) if missing (apt as root) and build the Debian sid root
@@ -20,7 +18,7 @@ deps:
 ##       against real MySQL 9.7 servers (MYSQK_TEST_SERVER picks the flavour)
 test: deps
 	MYSQK_TEST_SERVER=mariadb $(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
-	MYSQK_TEST_SERVER=mysql $(CARGO) test $(MYSQL_TESTS) -- --test-threads=$(TEST_THREADS)
+	MYSQK_TEST_SERVER=mysql $(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
 
 ## lint: formatting and clippy, warnings are errors
 lint:

@@ -183,7 +183,6 @@ const WAIT_SECS_AT_LEAST: &str = "GREATEST(TIMESTAMPDIFF(MICROSECOND, r.trx_wait
      - 1000000, 0) DIV 1000000";
 
 /// InnoDB row-lock waits: who waits on whom, for how long (at least).
-
 pub fn lock_waits(s: &mut Session) -> Result<Vec<LockWait>, SessionError> {
     let sql = match s.flavor {
         Flavor::MySql8 => format!(

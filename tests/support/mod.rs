@@ -510,6 +510,9 @@ pub struct Server {
     /// Cached admin connection behind `exec`/`processlist`/...: opened once,
     /// so these helpers still work when `max_connections` is exhausted.
     admin_conn: Mutex<Option<Conn>>,
+    /// MySQL with performance_schema on (read once): where `processlist()`
+    /// reads from.
+    ps_processlist: OnceLock<bool>,
 }
 
 /// The server shared by all tests of this test binary. Tests must use
@@ -559,6 +562,7 @@ impl Server {
             args: Vec::new(),
             child: Mutex::new(None),
             admin_conn: Mutex::new(None),
+            ps_processlist: OnceLock::new(),
         };
         srv.install_datadir();
 
@@ -1077,16 +1081,17 @@ impl Server {
     }
 
     /// The full processlist, ordered by id, read as admin. On MySQL from
-    /// performance_schema, as mysqk reads it: information_schema's TIME of a
-    /// stored procedure restarts with each statement inside it.
+    /// performance_schema (unless it is off), as mysqk reads it:
+    /// information_schema's TIME of a stored procedure restarts with each
+    /// statement inside it.
     pub fn processlist(&self) -> Vec<ProcRow> {
-        self.query(match self.flavor {
-            Flavor::MariaDb => {
-                "SELECT ID, USER, COMMAND, TIME, INFO FROM information_schema.PROCESSLIST ORDER BY ID"
-            }
-            Flavor::MySql => {
-                "SELECT ID, USER, COMMAND, IFNULL(TIME, 0), INFO FROM performance_schema.processlist ORDER BY ID"
-            }
+        let ps = *self.ps_processlist.get_or_init(|| {
+            self.is_mysql() && self.query::<u64>("SELECT @@performance_schema").first() == Some(&1)
+        });
+        self.query(if ps {
+            "SELECT ID, USER, COMMAND, IFNULL(TIME, 0), INFO FROM performance_schema.processlist ORDER BY ID"
+        } else {
+            "SELECT ID, USER, COMMAND, TIME, INFO FROM information_schema.PROCESSLIST ORDER BY ID"
         })
     }
 
