@@ -199,3 +199,38 @@ fn privileges_through_a_default_role_kill_another_users_thread() {
     assert!(out.contains(&format!("killed (as {ops})")), "{out}");
     assert_killed(q, SECS(10), &out);
 }
+
+/// The flavour's default authentication plugin over plain TCP (mysqk uses no
+/// TLS to the database). MySQL's `caching_sha2_password`: a new account's
+/// first login is a full authentication, for which the client fetches the
+/// server's RSA public key, since the password must not cross in clear.
+#[test]
+fn default_auth_plugin_logs_in_over_plain_tcp_first_time() {
+    let s = server();
+    let (app, pw) = (unique("app"), "Pw-sha2");
+    s.create_app_user(&app, pw, &unique("db"));
+    let plugin: Vec<String> = s.query(&format!(
+        "SELECT plugin FROM mysql.user WHERE user = '{}'",
+        sql_str(&app)
+    ));
+    let expected = if is_mysql() {
+        "caching_sha2_password"
+    } else {
+        "mysql_native_password"
+    };
+    assert_eq!(plugin, vec![expected.to_string()]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ini = ini(
+        dir.path(),
+        &s.addr(),
+        &[(&app, pw)],
+        &app,
+        &format!("k_user={app}"),
+    );
+    // Nothing has logged in as `app` yet: this is the full authentication.
+    let (_, out) = mysqk(&["doctor", "-c", ini.to_str().unwrap()]);
+    let line = out.lines().find(|l| l.contains(&app)).unwrap_or("");
+    assert!(line.contains(" ok "), "{out}");
+    assert!(!out.contains(pw), "{out}");
+}
