@@ -149,6 +149,11 @@ pub fn protected(row: &ProcRow, own_ids: &HashSet<u64>) -> Option<&'static str> 
         Some("replication: binlog dump to a replica")
     } else if command.starts_with("Slave_") || command == "Register Slave" {
         Some("replication: replica thread")
+    } else if command == "Connect" {
+        // A client still logging in (replication threads are `system user`
+        // on MySQL, `Slave_*` on MariaDB). MySQL already shows the user name
+        // the client claims, even one that does not exist.
+        Some("logging in (Command=Connect)")
     } else if command == "Killed" {
         Some("already killed (verified, never killed twice)")
     } else {
@@ -569,6 +574,12 @@ mod tests {
                 "replica registering with its primary",
                 row(1, "repl", "Register Slave", 999, None),
                 rules(&["repl"]),
+                false,
+            ),
+            (
+                "logging in (MySQL names the claimed user)",
+                row(1, "app1", "Connect", 999, None),
+                rules(&["app1"]),
                 false,
             ),
             (
