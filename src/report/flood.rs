@@ -25,7 +25,12 @@ pub enum Kind {
     Stopped,
 }
 
-const KINDS: [Kind; 4] = [Kind::Watching, Kind::Connect, Kind::PassFailed, Kind::Stopped];
+const KINDS: [Kind; 4] = [
+    Kind::Watching,
+    Kind::Connect,
+    Kind::PassFailed,
+    Kind::Stopped,
+];
 
 impl Kind {
     fn index(self) -> usize {
