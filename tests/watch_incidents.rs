@@ -1,7 +1,8 @@
 //! The held sessions survive the incident (issue 13). On a dedicated MariaDB
 //! that the test stalls or crashes: a `SIGSTOP` longer than `read_timeout`
 //! while an application pool holds every slot, a `kill -9` and restart with a
-//! pool refilling the slots. On the shared server: an ini written in two
+//! pool refilling the slots; a login refused with 1040 retried at once. On
+//! the shared server: an ini written in two
 //! parts is never applied half-way; numbers out of range are config errors,
 //! on start and on reload, never a panic.
 
@@ -183,6 +184,92 @@ fn a_restart_with_a_refilling_pool_gives_no_false_no_session_report() {
         let needle = format!("thread {id} is killed when");
         assert!(count_lines(&log, &needle) <= 1, "pending said once: {log}");
     }
+    drop(pool);
+    assert!(w.terminate(SECS(10)).success());
+}
+
+/// The server's count of connection attempts, refused ones included
+/// (`Connection_errors_max_connections` misses the refusals made after the
+/// handshake).
+fn connection_attempts(s: &Server) -> u64 {
+    let rows: Vec<(String, String)> = s.query("SHOW GLOBAL STATUS LIKE 'Connections'");
+    rows.first()
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("Connections")
+}
+
+/// A login refused with 1040 is retried within a fraction of a second (a
+/// slot frees whenever any client disconnects), not after the backoff of a
+/// dead server, which here would reach `check_interval * ping_multi` = 60 s:
+/// while the pool holds every slot mysqk keeps asking, and the moment one
+/// slot frees its session is back.
+#[test]
+fn a_login_refused_for_want_of_a_slot_is_retried_at_once() {
+    let s = Server::start(ServerOpts {
+        max_connections: 12,
+        ..ServerOpts::default()
+    });
+    let t = Setup::new(&[&s]);
+    t.write(&t.ini_text(
+        "check_interval=2\nping_multi=30",
+        &[("x", s.addr())],
+        "run_max_count=999",
+        "k_user=none",
+        "",
+    ));
+    let mut w = Watch::start(&t);
+    w.wait_connected(&["x"], &[&t.app1, &t.mon]);
+    let app1 = t.app1.name.as_str();
+    let old_id = held(&w, "x")[app1].as_u64().expect("app1's held session");
+    // The admin connection (SUPER's extra slot) is opened before the pool.
+    connection_attempts(&s);
+
+    let pool = RefillingPool::start(&s, &t.app2);
+    pool.wait_full();
+    // app1's held session goes (as when a DBA or a failover closes it); the
+    // pool takes its slot within milliseconds.
+    s.kill_thread(old_id);
+    w.wait_status(SECS(20), "app1's re-login refused with 1040", |st| {
+        st["instances"]["x"]["disconnected_users"][app1]
+            .as_str()
+            .is_some_and(|why| why.contains("Too many connections"))
+    });
+    // The incident goes on long enough for a doubling backoff to grow.
+    std::thread::sleep(SECS(6));
+
+    // Only mysqk asks now: the pool holds its slots but stops logging in.
+    pool.pause();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = connection_attempts(&s);
+    let window = SECS(3);
+    std::thread::sleep(window);
+    let tries = connection_attempts(&s) - before;
+    assert!(
+        tries >= 10,
+        "{tries} logins in {window:?} while every slot is taken (a backoff?)\n{}",
+        w.log_text()
+    );
+
+    // One slot frees: the session is back at once.
+    pool.close(1);
+    let freed = Instant::now();
+    w.wait_status(SECS(20), "app1's session back", |st| {
+        is_connected(st, "x", &[app1])
+    });
+    let took = freed.elapsed();
+    // The status file is written at most once a second.
+    assert!(
+        took < SECS(2),
+        "back {took:?} after a slot freed\n{}",
+        w.log_text()
+    );
+    let new_id = held(&w, "x")[app1].as_u64().expect("app1's new session");
+    assert_ne!(new_id, old_id, "a new login");
+    let log = w.log_text();
+    assert!(
+        count_lines(&log, "Too many connections") <= 2,
+        "the refusals are not logged one by one:\n{log}"
+    );
     drop(pool);
     assert!(w.terminate(SECS(10)).success());
 }
