@@ -364,6 +364,25 @@ fn numbers_out_of_range_are_rejected_on_start_and_on_reload_never_a_panic() {
         assert!(err.contains("mysqk.ini:"), "names the line: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+    // The flags that stand for these keys: a usage error, before anything runs.
+    t.write(&with_settings(&t, ""));
+    let big = "18446744073709551615";
+    for flags in [
+        &["watch", "--interval", big][..],
+        &["watch", "--run-time", big],
+        &["kill", "--verify-secs", big],
+        &["kill", "--connect-timeout", big],
+        &["kill", "--busy-time", big],
+    ] {
+        let out = run_with_timeout(
+            mysqk_bin().args(flags).arg("-c").arg(t.ini_path()),
+            SECS(20),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains("out of range"), "{flags:?}: {err}");
+        assert!(!err.contains("panicked"), "{flags:?}: {err}");
+    }
 
     // On reload: rejected, the last good config stays, SIGTERM still stops it.
     t.write(&with_settings(&t, ""));

@@ -113,10 +113,10 @@ pub struct WatchArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Stop cleanly (exit 0) after this long: 90, 90s, 15m, 2h, 1d (pt-kill's --run-time)
-    #[arg(long, value_name = "TIME", value_parser = parse_secs)]
+    #[arg(long, value_name = "TIME", value_parser = ranged(RUN_TIME, true))]
     pub run_time: Option<u64>,
     /// Seconds between passes, replacing [settings] check_interval (pt-kill's --interval)
-    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    #[arg(long, value_name = "SECS", value_parser = ranged(config::range_of("check_interval"), true))]
     pub interval: Option<u64>,
 }
 
@@ -162,7 +162,7 @@ pub struct KillArgs {
     /// Seconds to re-read the processlist after killing, to verify each kill,
     /// escalate a KILL QUERY that did not stop its statement, and report
     /// threads stuck in Killed (0 = do not verify)
-    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    #[arg(long, value_name = "SECS", default_value_t = 2, value_parser = ranged(VERIFY_SECS, false))]
     pub verify_secs: u64,
     #[command(flatten)]
     pub rules: RuleFlags,
@@ -199,7 +199,7 @@ pub struct ConnFlags {
     #[arg(short = 'p', long = "password", hide = true, num_args = 0..=1, value_name = "PASS")]
     pub password: Option<Option<String>>,
     /// Seconds a login may take, TCP and handshake (connect_timeout) [default: 3]
-    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    #[arg(long, value_name = "SECS", value_parser = ranged(config::range_of("connect_timeout"), true))]
     pub connect_timeout: Option<u64>,
     /// Write a snapshot per instance with victims here (no ini: none by default)
     #[arg(long, value_name = "DIR")]
@@ -248,13 +248,13 @@ pub struct RuleFlags {
     pub match_user: Option<String>,
     /// A non-Sleep thread running this long is a victim (k_longtime; 0 = off).
     /// TIME: 30, 30s, 5m, 2h
-    #[arg(long, visible_alias = "busy-time", value_name = "TIME", value_parser = parse_secs)]
+    #[arg(long, visible_alias = "busy-time", value_name = "TIME", value_parser = ranged(config::range_of("k_longtime"), true))]
     pub longtime: Option<u64>,
     /// A Sleep thread idle this long is a victim (k_sleep; 0 = off)
-    #[arg(long, visible_alias = "idle-time", value_name = "TIME", value_parser = parse_secs)]
+    #[arg(long, visible_alias = "idle-time", value_name = "TIME", value_parser = ranged(config::range_of("k_sleep"), true))]
     pub sleep: Option<u64>,
     /// A thread that has blocked another's lock wait this long is a victim (k_lock; 0 = off)
-    #[arg(long, value_name = "TIME", value_parser = parse_secs)]
+    #[arg(long, value_name = "TIME", value_parser = ranged(config::range_of("k_lock"), true))]
     pub lock_wait: Option<u64>,
     /// Kill the connection or only its statement (k_mode)
     #[arg(long, value_name = "MODE", value_parser = ["connection", "query"])]
@@ -312,13 +312,13 @@ pub struct RuleFlags {
     #[arg(long, value_name = "HOW", value_parser = ["none", "fingerprint", "info"])]
     pub group_by: Option<String>,
     /// A class needs at least N threads (k_query_count; 0 = off)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = ranged(config::range_of("k_query_count"), false))]
     pub query_count: Option<u64>,
     /// A class needs one thread running longer than TIME (k_any_busy_time; 0 = off)
-    #[arg(long, value_name = "TIME", value_parser = parse_secs)]
+    #[arg(long, value_name = "TIME", value_parser = ranged(config::range_of("k_any_busy_time"), true))]
     pub any_busy_time: Option<u64>,
     /// A class needs every thread running longer than TIME (k_each_busy_time; 0 = off)
-    #[arg(long, value_name = "TIME", value_parser = parse_secs)]
+    #[arg(long, value_name = "TIME", value_parser = ranged(config::range_of("k_each_busy_time"), true))]
     pub each_busy_time: Option<u64>,
     /// Which threads of an abnormal class are killed (k_victims)
     #[arg(long, value_name = "WHICH", value_parser = ["all", "oldest", "all-but-oldest"])]
@@ -347,11 +347,43 @@ pub fn parse_secs(v: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{v}` is too large"))
 }
 
-/// A time that must be at least one second (intervals, timeouts).
-fn parse_interval(v: &str) -> Result<u64, String> {
-    match parse_secs(v)? {
-        0 => Err("must be at least 1 second".into()),
-        n => Ok(n),
+/// `watch --run-time`: up to a year.
+const RUN_TIME: config::Range = config::Range {
+    min: 1,
+    max: 365 * 24 * 3600,
+    unit: "seconds",
+};
+
+/// `kill --verify-secs`: 0 (off) up to an hour.
+const VERIFY_SECS: config::Range = config::Range {
+    min: 0,
+    max: 3_600,
+    unit: "seconds",
+};
+
+/// A number flag within `range` (for a flag that stands for an ini key, the
+/// key's range): out of range is a usage error (exit 2), never a panic in a
+/// later `Instant + Duration`. `time`: pt-kill's suffixes are accepted.
+fn ranged(
+    range: config::Range,
+    time: bool,
+) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
+    move |v| {
+        let n = if time {
+            parse_secs(v)?
+        } else {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("`{v}` is not a whole number"))?
+        };
+        if (range.min..=range.max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!(
+                "`{v}` is out of range: {}..={} {}",
+                range.min, range.max, range.unit
+            ))
+        }
     }
 }
 
@@ -1581,7 +1613,43 @@ mod tests {
         assert!(parse_secs("5x").is_err());
         assert!(parse_secs("m").is_err());
         assert!(parse_secs("-1").is_err());
-        assert!(parse_interval("0").is_err());
+    }
+
+    #[test]
+    fn number_flags_take_their_keys_range() {
+        let big = "18446744073709551615";
+        for args in [
+            vec!["watch", "--interval", big],
+            vec!["watch", "--interval", "0"],
+            vec!["watch", "--run-time", big],
+            vec!["kill", "--verify-secs", big],
+            vec!["kill", "--connect-timeout", "0"],
+            vec!["kill", "--busy-time", "1000000d"],
+            vec!["kill", "--idle-time", big],
+            vec!["match", "--from", "x", "--lock-wait", big],
+            vec!["match", "--from", "x", "--query-count", big],
+            vec!["match", "--from", "x", "--any-busy-time", big],
+            vec!["match", "--from", "x", "--each-busy-time", big],
+        ] {
+            let mut v = vec!["mysqk"];
+            v.extend_from_slice(&args);
+            let e = Cli::try_parse_from(&v).expect_err(&args.join(" "));
+            assert!(e.to_string().contains("out of range"), "{args:?}: {e}");
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
+        assert!(
+            Cli::try_parse_from(["mysqk", "watch", "--interval", "86400", "--run-time", "1d"])
+                .is_ok()
+        );
+        assert!(Cli::try_parse_from([
+            "mysqk",
+            "kill",
+            "--verify-secs",
+            "0",
+            "--busy-time",
+            "365d"
+        ])
+        .is_ok());
     }
 
     #[test]
