@@ -927,10 +927,8 @@ impl Resolver {
             }
         }
         if let Some(p) = get("mail_port") {
-            port = Some(
-                p.parse::<u16>()
-                    .map_err(|_| self.err(s, "mail_port", format!("`{p}` is not a port")))?,
-            );
+            // In range (1..=65535), so it fits.
+            port = Some(u16::try_from(self.parse_u64(s, "mail_port", &p)?).unwrap_or(u16::MAX));
         }
         let tls = match get("mail_tls").map(|v| v.to_ascii_lowercase()).as_deref() {
             None => MailTls::Opportunistic,
@@ -1279,6 +1277,30 @@ pub const RANGES: &[(&str, Range)] = &[
             min: 0,
             max: 1_000_000,
             unit: "threads",
+        },
+    ),
+    (
+        "snapshot_keep_days",
+        Range {
+            min: 0,
+            max: 36_500,
+            unit: "days",
+        },
+    ),
+    (
+        "snapshot_max_mb",
+        Range {
+            min: 0,
+            max: 16_777_216,
+            unit: "MB",
+        },
+    ),
+    (
+        "mail_port",
+        Range {
+            min: 1,
+            max: 65_535,
+            unit: "",
         },
     ),
 ];
@@ -1946,7 +1968,7 @@ mod range_tests {
     #[test]
     fn every_numeric_key_rejects_values_out_of_its_range_naming_the_line() {
         for (key, r) in RANGES {
-            if *key == "run_max_count" || *key == "mail_interval" {
+            if matches!(*key, "run_max_count" | "mail_interval" | "mail_port") {
                 continue; // other sections, below
             }
             let e = with(&format!("{key}=18446744073709551615")).expect_err(key);
@@ -1965,5 +1987,26 @@ mod range_tests {
         )
         .expect_err("run_max_count");
         assert_eq!(e.line, Some(4), "{e}");
+        for bad in ["mail_port=0", "mail_port=65536", "mail_interval=86401"] {
+            let e = Config::parse(
+                Path::new("t.ini"),
+                &format!("[mail_config]\n{bad}\n[db_info]\n[db_auth]\n[db_commconfig]\n"),
+                None,
+            )
+            .expect_err(bad);
+            assert!(e.to_string().contains("out of range"), "{bad}: {e}");
+            assert_eq!(e.line, Some(2), "{e}");
+        }
+    }
+
+    /// README "Numeric settings" lists every key with the range enforced here.
+    #[test]
+    fn the_readme_documents_every_range() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        for (key, r) in RANGES {
+            let row =
+                format!("| `{key}` | {}..={} {} |", r.min, r.max, r.unit).replace("  |", " |");
+            assert!(readme.contains(&row), "README lacks `{row}`");
+        }
     }
 }
