@@ -185,6 +185,39 @@ fn pt_kill_spellings_kill_as_pt_kill_would() {
         s.thread_exists(other.conn_id),
         "app2 was not matched:\n{out}"
     );
+
+    // --print --kill kills (and prints); --match-all takes every thread of
+    // the user, however young, narrowed by --match-info.
+    let young = t.query(&t.app1, "SELECT SLEEP(60) /* match-all-tag */");
+    s.wait_query_time(young.conn_id, 0);
+    let (code, out) = mysqk(&[
+        "kill",
+        "-c",
+        ini,
+        "--match-user",
+        &re,
+        "--match-all",
+        "--match-info",
+        "match-all-tag",
+        "--print",
+        "--kill",
+        "--verify-secs",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&young.conn_id.to_string()) && !out.contains("DRY RUN"),
+        "{out}"
+    );
+    let id = young.conn_id;
+    match young.join_within(Duration::from_secs(10)) {
+        Err(e) if support::is_killed_error(&e) => {}
+        other => panic!("thread {id} should have been killed, got {other:?}\n{out}"),
+    }
+    assert!(
+        s.thread_exists(other.conn_id),
+        "app2 was not matched:\n{out}"
+    );
     s.kill_thread(other.conn_id);
 }
 

@@ -491,6 +491,18 @@ fn rds_kill_procedures_are_called_instead_of_kill() {
     let (mut conn, _) = q.join_conn();
     assert_eq!(conn.query_first::<u32, _>("SELECT 1").unwrap(), Some(1));
 
+    // The same from the flags that stand for k_kill_cmd and k_mode.
+    let q = t.query(&t.app1, "SELECT SLEEP(60) /* rds-flags */");
+    s.wait_query_time(q.conn_id, 1);
+    let ini = t.ini(&format!("k_user={}\nk_longtime=1", t.app1), "");
+    let (code, out) = kill(&ini, &["--kill-cmd", "rds", "--mode", "query"]);
+    assert_eq!(code, 0, "{out}");
+    let rec = recorded(q.conn_id);
+    assert_eq!(rec.len(), 1, "{out}");
+    assert_eq!(rec[0].0, "query", "{out}");
+    let (mut conn, _) = q.join_conn();
+    assert_eq!(conn.query_first::<u32, _>("SELECT 1").unwrap(), Some(1));
+
     // Connection mode: rds_kill.
     let q = t.query(&t.app1, "SELECT SLEEP(60) /* rds-c */");
     s.wait_query_time(q.conn_id, 1);
