@@ -31,7 +31,9 @@ use crate::server::session::{Sessions, Target};
 It logs in before the incident and kills each thread through its owner's own session,\n\
 so it works without SUPER and when new logins fail with 'Too many connections'.\n\n\
 Exit codes: 0 done (killed or nothing to kill), 1 runtime failure (an instance\n\
-unreachable, a kill failed), 2 usage or config error."
+unreachable, a kill failed, a victim left because its owner's login failed),\n\
+2 usage or config error (a number out of its range too), or another mysqk\n\
+holds the lock file."
 )]
 pub struct Cli {
     /// Config file [default: $MYSQK_CONFIG, else ./mysqk.ini]
@@ -161,7 +163,7 @@ pub struct KillArgs {
     pub no_lock: bool,
     /// Seconds to re-read the processlist after killing, to verify each kill,
     /// escalate a KILL QUERY that did not stop its statement, and report
-    /// threads stuck in Killed (0 = do not verify)
+    /// threads stuck in Killed (0 = do not verify; at most 3600)
     #[arg(long, value_name = "SECS", default_value_t = 2, value_parser = ranged(VERIFY_SECS, false))]
     pub verify_secs: u64,
     #[command(flatten)]
