@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: mysqk against pt-kill on a throwaway MariaDB (examples/bench.rs
+# `make bench`: mysqk against pt-kill on a throwaway MariaDB (examples/bench/
 # does the work; this script provides what it needs).
 #   - installs percona-toolkit and mariadb-server when missing (as root)
 #   - builds the release binary and the bench driver

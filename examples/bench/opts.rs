@@ -1,0 +1,102 @@
+//! Command-line options of the bench.
+
+use std::path::PathBuf;
+use std::process::exit;
+
+pub struct Opts {
+    pub mysqk: PathBuf,
+    pub rounds: usize,
+    pub out: PathBuf,
+    pub only: Option<Vec<String>>,
+    pub s1_conns: usize,
+    pub s2_queries: usize,
+    pub s2_spread: f64,
+    pub s3_conns: usize,
+    pub s3_window: u64,
+    pub s4_instances: usize,
+    pub s4_window: u64,
+    pub s5_rounds: usize,
+    pub keep: bool,
+}
+
+pub const USAGE: &str =
+    "usage: bench [--mysqk PATH] [--rounds N (3)] [--out FILE] [--only S1,S2,...]\n\
+    [--s1-conns N (2000)] [--s2-queries N (20)] [--s2-spread SECS (6)]\n\
+    [--s3-conns N (3000)] [--s3-window SECS (20)] [--s4-instances N (50)]\n\
+    [--s4-window SECS (20)] [--s5-rounds N (5)] [--keep]";
+
+pub fn usage_error(msg: &str) -> ! {
+    eprintln!("bench: {msg}\n{USAGE}");
+    exit(2);
+}
+
+pub fn parse_opts() -> Opts {
+    let mut o = Opts {
+        // target/release/examples/bench -> target/release/mysqk
+        mysqk: std::env::current_exe()
+            .ok()
+            .and_then(|p| Some(p.parent()?.parent()?.join("mysqk")))
+            .unwrap_or_else(|| PathBuf::from("target/release/mysqk")),
+        rounds: 3,
+        out: PathBuf::from("bench/results/latest.md"),
+        only: None,
+        s1_conns: 2000,
+        s2_queries: 20,
+        s2_spread: 6.0,
+        s3_conns: 3000,
+        s3_window: 20,
+        s4_instances: 50,
+        s4_window: 20,
+        s5_rounds: 5,
+        keep: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                exit(0);
+            }
+            "--keep" => {
+                o.keep = true;
+                continue;
+            }
+            _ => {}
+        }
+        let v = it
+            .next()
+            .unwrap_or_else(|| usage_error(&format!("{flag} needs a value")));
+        let n = || -> u64 {
+            v.parse()
+                .unwrap_or_else(|_| usage_error(&format!("{flag}: not a number: {v}")))
+        };
+        match flag.as_str() {
+            "--mysqk" => o.mysqk = PathBuf::from(&v),
+            "--rounds" => o.rounds = n().max(1) as usize,
+            "--out" => o.out = PathBuf::from(&v),
+            "--only" => {
+                o.only = Some(v.split(',').map(|s| s.trim().to_uppercase()).collect());
+            }
+            "--s1-conns" => o.s1_conns = n() as usize,
+            "--s2-queries" => o.s2_queries = n() as usize,
+            "--s2-spread" => {
+                o.s2_spread = v
+                    .parse()
+                    .unwrap_or_else(|_| usage_error(&format!("{flag}: not a number: {v}")))
+            }
+            "--s3-conns" => o.s3_conns = n() as usize,
+            "--s3-window" => o.s3_window = n().max(1),
+            "--s4-instances" => o.s4_instances = n().max(1) as usize,
+            "--s4-window" => o.s4_window = n().max(1),
+            "--s5-rounds" => o.s5_rounds = n().max(1) as usize,
+            _ => usage_error(&format!("unknown flag {flag}")),
+        }
+    }
+    o
+}
+
+impl Opts {
+    pub fn wants(&self, s: &str) -> bool {
+        self.only.as_ref().is_none_or(|l| l.iter().any(|x| x == s))
+    }
+}
