@@ -1,7 +1,8 @@
 //! `mysqk watch` end to end on a real MariaDB (the binary's shared server):
 //! kills with snapshots, status and log; reaction speed; run_max_count,
 //! time window and dry run semantics; live reload (invalid, valid, instances
-//! added and removed); the lock file and a clean stop on SIGTERM.
+//! added and removed); the lock file and a clean stop on SIGTERM; the status
+//! file written on change and at most once a second.
 //! Tests that crash, freeze or fill a server are in tests/watch_servers.rs.
 
 mod support;
@@ -584,4 +585,69 @@ fn the_cron_example_kills_and_overlapping_runs_exit_2() {
     );
     assert_killed(q, SECS(10), "");
     assert!(!lock.exists(), "the run released its lock");
+}
+
+/// Writes of the status file seen within `within`: each is a new file
+/// renamed over the old one (a new inode), polled every 5 ms.
+fn status_writes(path: &std::path::Path, within: Duration) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let sig = || {
+        fs::metadata(path)
+            .ok()
+            .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
+    };
+    let end = Instant::now() + within;
+    let mut last = sig();
+    let mut n = 0;
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(5));
+        let now = sig();
+        if now != last {
+            n += 1;
+            last = now;
+        }
+    }
+    n
+}
+
+/// The status file follows the work (issue 13): 20 instances passing every
+/// second change it 20 times a second, and it is written at most once a
+/// second; while nothing happens (no checks, pings 30 s apart) it is not
+/// written at all.
+#[test]
+fn the_status_file_is_written_when_it_changed_and_at_most_once_a_second() {
+    let t = Setup::new(&[server()]);
+    let ids: Vec<String> = (0..20).map(|i| format!("i{i}")).collect();
+    let instances: Vec<(&str, String)> = ids.iter().map(|i| (i.as_str(), addr())).collect();
+    let ini = |settings: &str, commconfig: &str| {
+        t.ini_text(settings, &instances, commconfig, "k_user=none", "")
+    };
+    t.write(&ini("check_interval=1", "run_max_count=999"));
+    let mut w = Watch::start(&t);
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    w.wait_connected(&refs, &[&t.app1, &t.mon]);
+
+    let window = SECS(5);
+    let busy = status_writes(&w.status, window);
+    assert!(
+        (3..=6).contains(&busy),
+        "{busy} writes in {window:?} with 20 instances passing every second"
+    );
+    let passes: u64 = ids
+        .iter()
+        .map(|i| w.inst(i)["passes"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(passes >= 60, "the instances did pass: {passes}");
+
+    t.write(&ini("check_interval=1\nping_multi=30", "run_max_count=0"));
+    w.wait_log(SECS(15), "config reloaded");
+    w.wait_status(SECS(15), "every instance only keeps its sessions", |st| {
+        ids.iter()
+            .all(|i| st["instances"][i]["state"] == "keep-alive")
+    });
+    // The first keep-alive round may still be being written.
+    std::thread::sleep(SECS(2));
+    let idle = status_writes(&w.status, SECS(4));
+    assert_eq!(idle, 0, "the status file rewritten while nothing changed");
+    assert!(w.terminate(SECS(20)).success());
 }
