@@ -295,6 +295,19 @@ fn secret_section(section: &str) -> bool {
     section == "db_auth" || section == "mail_config"
 }
 
+/// A malformed line that starts like a secret-bearing key (`mail_pass
+/// TypoPw` pasted under [settings]): its text is not shown either.
+fn names_a_secret(line: &str) -> bool {
+    let word = line
+        .split(|c: char| c.is_whitespace())
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "key"]
+        .iter()
+        .any(|w| word.contains(w))
+}
+
 /// Edit distance, for did-you-mean hints on section names.
 fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -445,13 +458,14 @@ impl Resolver {
             } else if !line.is_empty() && !line.starts_with(';') && !line.starts_with('#') {
                 let Some((k, _)) = line.split_once(['=', ':']) else {
                     // `app TypoPw_S3cr3t!` in [db_auth]: the text is the password.
-                    let message = if secret_section(&section) || section.is_empty() {
-                        "expected `key=value` but this line has no `=` (its text is not \
+                    let message =
+                        if secret_section(&section) || section.is_empty() || names_a_secret(line) {
+                            "expected `key=value` but this line has no `=` (its text is not \
                          shown: it may hold a password)"
-                            .to_string()
-                    } else {
-                        format!("expected `key=value`, found `{line}`")
-                    };
+                                .to_string()
+                        } else {
+                            format!("expected `key=value`, found `{line}`")
+                        };
                     return Err(ConfigError {
                         file,
                         line: Some(lineno),
@@ -460,6 +474,18 @@ impl Resolver {
                         message,
                     });
                 };
+                if k.trim().is_empty() {
+                    // `=TypoPw`: what follows may be a password.
+                    return Err(ConfigError {
+                        file,
+                        line: Some(lineno),
+                        section: Some(section.clone()).filter(|s| !s.is_empty()),
+                        key: None,
+                        message: "no key before the `=` (its text is not shown: it may hold a \
+                                  password)"
+                            .into(),
+                    });
+                }
                 if section.is_empty() {
                     return Err(ConfigError {
                         file,
@@ -1926,6 +1952,16 @@ dry_run=0
                 .contains("t.ini:1: `app1=…` is outside any [section]"),
             "{e}"
         );
+        // A secret key's line under another section, and a line with no key.
+        for (from, to) in [
+            ("k_sleep=0", "mail_pass TypoPw_S3cr3t!"),
+            ("k_sleep=0", "=TypoPw_S3cr3t!"),
+            ("app1=pw2", "=TypoPw_S3cr3t!"),
+        ] {
+            let e = parse(&ORIGINAL.replace(from, to)).unwrap_err();
+            assert!(!e.to_string().contains("TypoPw"), "{to}: {e}");
+            assert!(e.line.is_some(), "{to}: {e}");
+        }
         // Elsewhere the text helps and is shown.
         let e = parse(&ORIGINAL.replace("k_sleep=0", "k_sleep 0")).unwrap_err();
         assert!(e.to_string().contains("found `k_sleep 0`"), "{e}");
