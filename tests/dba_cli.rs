@@ -852,6 +852,38 @@ fn snapshots_replay_retention_and_events() {
         2,
         "{text}"
     );
+
+    // --db picks one instance's events out of several.
+    let y = t.snapshots().join("y");
+    std::fs::create_dir_all(&y).unwrap();
+    std::fs::write(
+        y.join("20261130-120000-1.txt"),
+        "# [mysqk] y (h:2): 1 thread matched, 1 killed\n# time: 2026-11-30 12:00:00 +0000\n\n\
+         == victims and actions ==\n(none)\n",
+    )
+    .unwrap();
+    let dir = t.snapshots();
+    let listed = |db: &str| {
+        let (code, text) = mysqk(&[
+            "events",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--db",
+            db,
+            "--brief",
+        ]);
+        assert_eq!(code, 0, "{text}");
+        text
+    };
+    let (only_y, only_x) = (listed("y"), listed("x"));
+    assert!(
+        only_y.contains("1 thread matched, 1 killed") && !only_y.contains("DRY RUN"),
+        "{only_y}"
+    );
+    assert!(
+        !only_x.contains("1 thread matched, 1 killed") && only_x.contains("DRY RUN"),
+        "{only_x}"
+    );
 }
 
 /// Set a file's mtime `days` days back.
