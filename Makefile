@@ -17,8 +17,13 @@ deps:
 ## test: the whole suite twice, against real MariaDB 10.11 servers, then
 ##       against real MySQL 9.7 servers (MYSQK_TEST_SERVER picks the flavour)
 test: deps
-	MYSQK_TEST_SERVER=mariadb $(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
-	MYSQK_TEST_SERVER=mysql $(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
+	@# Both flavours run even when the first fails: the CI log shows both.
+	@rc=0; \
+	for f in mariadb mysql; do \
+	    echo "== make test: MYSQK_TEST_SERVER=$$f"; \
+	    MYSQK_TEST_SERVER=$$f $(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS) || rc=1; \
+	done; \
+	exit $$rc
 
 ## lint: formatting and clippy, warnings are errors
 lint:

@@ -41,12 +41,20 @@ impl Rng {
     }
 }
 
+/// The thread's command and the identity of its statement: MariaDB's
+/// `QUERY_ID`; MySQL's `EVENT_ID` of the running statement (0 when idle).
 fn query_id(srv: &Server, id: u64) -> Option<(String, u64)> {
-    srv.query::<(String, u64)>(&format!(
-        "SELECT COMMAND, QUERY_ID FROM information_schema.PROCESSLIST WHERE ID = {id}"
-    ))
-    .into_iter()
-    .next()
+    let sql = if srv.is_mysql() {
+        format!(
+            "SELECT p.COMMAND, IFNULL((SELECT MIN(e.EVENT_ID) FROM performance_schema.threads t \
+             JOIN performance_schema.events_statements_current e ON e.THREAD_ID = t.THREAD_ID \
+             WHERE t.PROCESSLIST_ID = p.ID AND e.END_EVENT_ID IS NULL), 0) \
+             FROM performance_schema.processlist p WHERE p.ID = {id}"
+        )
+    } else {
+        format!("SELECT COMMAND, QUERY_ID FROM information_schema.PROCESSLIST WHERE ID = {id}")
+    };
+    srv.query::<(String, u64)>(&sql).into_iter().next()
 }
 
 /// A statement victim whose statement is replaced by another (same text, same

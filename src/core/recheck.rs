@@ -13,9 +13,11 @@
 //!   (a wake-up restarts it) and, where the server tells, the same last
 //!   statement (`QUERY_ID`);
 //! - a statement victim must still run the same statement: the same
-//!   `QUERY_ID` where the server has one, or else the same text with a
-//!   time that did not start again (a stored procedure's statements get
-//!   query ids of their own while its CALL goes on);
+//!   statement id where the server has one (MariaDB's `QUERY_ID`; MySQL's
+//!   `EVENT_ID` of the outermost running statement, which a CALL keeps
+//!   while its statements run), or else the same text with a time that did
+//!   not start again (on MariaDB a stored procedure's statements get query
+//!   ids of their own while its CALL goes on);
 //! - a lock blocker whose only reason is the lock must still hold up one of
 //!   the threads it blocked (that waiter still waiting in the same
 //!   statement).

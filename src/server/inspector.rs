@@ -63,9 +63,18 @@ fn processlist_sql(source: ProcSource, stmt_timers: bool) -> &'static str {
         // of an event not yet ended is the time elapsed so far (picoseconds).
         // MAX: a stored program's nested statements are current too; the
         // outermost one has run longest (and has the smallest EVENT_ID).
+        // A sleeper's: since its last statement ended (that event stays
+        // current until the next), against the start of this very query on
+        // the same timer. A thread that never ran a statement has no event:
+        // NULL, and TIME counts as up to 1 s high.
         ProcSource::PerformanceSchema if stmt_timers => {
             "SELECT p.ID, p.USER, p.HOST, p.DB, p.COMMAND, p.TIME, \
-             CASE WHEN p.COMMAND = 'Sleep' THEN NULL ELSE \
+             CASE WHEN p.COMMAND = 'Sleep' THEN \
+             (CAST((SELECT o.TIMER_START FROM performance_schema.events_statements_current o \
+             WHERE o.THREAD_ID = PS_CURRENT_THREAD_ID() ORDER BY o.EVENT_ID LIMIT 1) AS SIGNED) \
+             - CAST((SELECT MAX(e.TIMER_END) FROM performance_schema.threads t \
+             JOIN performance_schema.events_statements_current e ON e.THREAD_ID = t.THREAD_ID \
+             WHERE t.PROCESSLIST_ID = p.ID) AS SIGNED)) DIV 1000000000 ELSE \
              (SELECT MAX(e.TIMER_WAIT) FROM performance_schema.threads t \
              JOIN performance_schema.events_statements_current e ON e.THREAD_ID = t.THREAD_ID \
              WHERE t.PROCESSLIST_ID = p.ID AND e.END_EVENT_ID IS NULL) DIV 1000000000 END, \

@@ -536,65 +536,144 @@ fn send_lane(
     Ok(())
 }
 
-/// The KILL of `it` made conditional on the server side, where it can be
-/// (MariaDB runs an anonymous compound statement; the victim's row is
-/// checked and the KILL run inside the server, microseconds apart): kill
+/// The KILL of `it` made conditional on the server side: the victim's row
+/// is checked and the KILL run inside the server, microseconds apart, and
 /// only if the thread still runs the statement the rule chose or, for a
-/// sleeper, still sleeps after the same last statement. Without this a statement that ends between the re-check
-/// and the KILL takes its connection's next statement down with it (seen
-/// in about 2 kills of 100 under pooled churn on a loaded host). `KILL QUERY
-/// ID` needs no guard: it names the statement itself.
-fn guarded(s: &Session, it: &Item) -> Option<String> {
-    if s.flavor != Flavor::MariaDb
-        || it.sql.starts_with("KILL QUERY ID")
-        || it.sql.contains("_query_id(")
-    {
+/// sleeper, still sleeps the same idle spell. Without this a statement that
+/// ends between the re-check and the KILL takes its connection's next
+/// statement down with it (seen in about 2 kills of 100 under pooled churn
+/// on a loaded host, on both servers). `KILL QUERY ID` needs no guard: it
+/// names the statement itself.
+enum Guard {
+    /// MariaDB: an anonymous compound statement that answers 1 (killed) or
+    /// 0 (changed).
+    Block(String),
+    /// MySQL (no anonymous blocks; `KILL` takes no subquery, but takes an
+    /// expression): `SET @v := (the id if still the same); KILL @v` in one
+    /// packet. A changed victim leaves `@v` NULL, and `KILL NULL` fails with
+    /// 1094 without touching any thread.
+    Var(String),
+}
+
+/// The user variable a MySQL guard passes the checked id in.
+const GUARD_VAR: &str = "@mysqk_victim";
+
+fn guarded(s: &Session, it: &Item) -> Option<Guard> {
+    if it.sql.starts_with("KILL QUERY ID") || it.sql.contains("_query_id(") {
         return None;
     }
-    let qid = it.row.query_id?;
-    // A statement: the same query id, or (a stored program moves on to its
-    // next statement) a command that has run at least as long as it had;
-    // a pooled connection's next statement starts again from 0. A sleeper:
-    // still asleep after the same last statement.
-    let still = if it.row.command == "Sleep" {
-        format!("COMMAND = 'Sleep' AND QUERY_ID = {qid}")
-    } else {
-        format!(
-            "COMMAND NOT IN ('Sleep', 'Killed') AND (QUERY_ID = {qid} OR TIME_MS >= {ms})",
-            ms = it.row.elapsed_ms()
-        )
-    };
+    match s.flavor {
+        Flavor::MariaDb => {
+            let qid = it.row.query_id?;
+            // A statement: the same query id, or (a stored program moves on
+            // to its next statement) a command that has run at least as
+            // long as it had; a pooled connection's next statement starts
+            // again from 0. A sleeper: still asleep after the same last
+            // statement.
+            let still = if it.row.command == "Sleep" {
+                format!("COMMAND = 'Sleep' AND QUERY_ID = {qid}")
+            } else {
+                format!(
+                    "COMMAND NOT IN ('Sleep', 'Killed') AND (QUERY_ID = {qid} OR TIME_MS >= {ms})",
+                    ms = it.row.elapsed_ms()
+                )
+            };
+            Some(Guard::Block(format!(
+                "BEGIN NOT ATOMIC IF EXISTS (SELECT 1 FROM information_schema.PROCESSLIST \
+                 WHERE ID = {id} AND {still}) THEN {kill}; SELECT 1; ELSE SELECT 0; END IF; END",
+                id = it.row.id,
+                kill = it.sql,
+            )))
+        }
+        _ => {
+            // Only the plain KILL takes an expression (a procedure given
+            // NULL might do anything).
+            let kill = it.sql.strip_suffix(&it.row.id.to_string())?;
+            if !kill.starts_with("KILL ") {
+                return None;
+            }
+            Some(Guard::Var(format!(
+                "SET {GUARD_VAR} := (SELECT ID FROM information_schema.PROCESSLIST \
+                 WHERE ID = {id} AND {still} LIMIT 1); {kill}{GUARD_VAR}",
+                id = it.row.id,
+                still = mysql_still(&it.row)?,
+            )))
+        }
+    }
+}
+
+/// MySQL's "still the same" over what every user can read of its own
+/// threads (`information_schema.PROCESSLIST`: no statement id, whole-second
+/// `TIME`): the same command kind, a `TIME` that did not start again and,
+/// for a statement, the same text. `None` (no guard, the re-check alone)
+/// when that cannot tell a successor apart: a `TIME` below 2 (the next
+/// statement may read 1 too) or a text that cannot be compared byte for
+/// byte (non-ASCII, long).
+fn mysql_still(row: &ProcRow) -> Option<String> {
+    if row.time < 2 {
+        return None;
+    }
+    let t = row.time;
+    if row.command == "Sleep" {
+        return Some(format!("COMMAND = 'Sleep' AND TIME >= {t}"));
+    }
+    let info = row.info.as_deref()?;
+    if !info.is_ascii() || info.len() > 4096 {
+        return None;
+    }
+    // A hex literal: no quoting, no sql_mode-dependent escapes.
     Some(format!(
-        "BEGIN NOT ATOMIC IF EXISTS (SELECT 1 FROM information_schema.PROCESSLIST \
-         WHERE ID = {id} AND {still}) THEN {kill}; SELECT 1; ELSE SELECT 0; END IF; END",
-        id = it.row.id,
-        kill = it.sql,
+        "COMMAND NOT IN ('Sleep', 'Killed') AND TIME >= {t} AND INFO = X'{}'",
+        hex::encode(info)
     ))
+}
+
+/// Runs every statement of a multi-statement `sql`; the first error, if
+/// any (dropping a result unread would hide a later statement's error).
+fn run_all(conn: &mut mysql::Conn, sql: &str) -> Result<(), mysql::Error> {
+    let mut result = conn.query_iter(sql)?;
+    while let Some(mut set) = result.iter() {
+        if let Some(Err(e)) = set.next() {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn changed_at_last_moment() -> Answer {
+    Answer::Result(KillResult::ChangedBeforeKill {
+        why: "changed at the last moment: no longer the statement (or idle spell) chosen".into(),
+    })
 }
 
 /// One KILL on `s`. `Err`: the connection broke.
 fn send_one(s: &mut Session, it: &Item, cmd: KillCmd) -> Result<Answer, String> {
     let mut sql = it.sql.clone();
-    if let Some(g) = guarded(s, it) {
-        match s.conn.query_first::<u8, _>(&g) {
-            Ok(Some(1)) => {
-                return Ok(Answer::Result(KillResult::Killed {
-                    via: s.user.clone(),
-                }))
-            }
-            Ok(_) => {
-                return Ok(Answer::Result(KillResult::ChangedBeforeKill {
-                    why:
-                        "changed at the last moment: no longer the statement (or idle spell) chosen"
-                            .into(),
-                }))
-            }
+    let killed = || {
+        Ok(Answer::Result(KillResult::Killed {
+            via: s.user.clone(),
+        }))
+    };
+    match guarded(s, it) {
+        Some(Guard::Block(g)) => match s.conn.query_first::<u8, _>(&g) {
+            Ok(Some(1)) => return killed(),
+            Ok(_) => return Ok(changed_at_last_moment()),
             Err(e) => match error_code(&e) {
                 // Not in this server's grammar after all: the plain KILL.
                 Some(1064) => {}
                 _ => return kill_error(s, &sql, &e),
             },
-        }
+        },
+        Some(Guard::Var(g)) => match run_all(&mut s.conn, &g) {
+            Ok(()) => return killed(),
+            Err(e) => match error_code(&e) {
+                // `KILL NULL`: the check found no such thread any more.
+                Some(ER_NO_SUCH_THREAD) => return Ok(changed_at_last_moment()),
+                Some(1064) => {}
+                _ => return kill_error(s, &sql, &e),
+            },
+        },
+        None => {}
     }
     loop {
         let e = match s.conn.query_drop(&sql) {
@@ -841,5 +920,33 @@ mod tests {
             Action::KillQuery.sql(KillCmd::Rds, 7),
             "CALL mysql.rds_kill_query(7)"
         );
+    }
+
+    fn row(command: &str, time: u64, info: Option<&str>) -> ProcRow {
+        ProcRow {
+            id: 7,
+            user: "app".into(),
+            command: command.into(),
+            time,
+            info: info.map(str::to_string),
+            ..ProcRow::default()
+        }
+    }
+
+    #[test]
+    fn mysql_guard_only_where_it_tells_a_successor_apart() {
+        // TIME 1: the next statement may read 1 as well.
+        assert_eq!(mysql_still(&row("Query", 1, Some("SELECT 1"))), None);
+        assert_eq!(
+            mysql_still(&row("Sleep", 4, None)).as_deref(),
+            Some("COMMAND = 'Sleep' AND TIME >= 4")
+        );
+        let q = mysql_still(&row("Query", 3, Some("SELECT 'a\\'"))).unwrap();
+        assert!(
+            q.ends_with("TIME >= 3 AND INFO = X'53454c4543542027615c27'"),
+            "{q}"
+        );
+        assert_eq!(mysql_still(&row("Query", 3, Some("SELECT '\u{e9}'"))), None);
+        assert_eq!(mysql_still(&row("Query", 3, None)), None);
     }
 }

@@ -1095,9 +1095,9 @@ impl Server {
             self.is_mysql() && self.query::<u64>("SELECT @@performance_schema").first() == Some(&1)
         });
         self.query(if ps {
-            "SELECT ID, USER, COMMAND, IFNULL(TIME, 0), INFO FROM performance_schema.processlist ORDER BY ID"
+            "SELECT ID, IFNULL(USER, ''), COMMAND, IFNULL(TIME, 0), INFO FROM performance_schema.processlist ORDER BY ID"
         } else {
-            "SELECT ID, USER, COMMAND, TIME, INFO FROM information_schema.PROCESSLIST ORDER BY ID"
+            "SELECT ID, IFNULL(USER, ''), COMMAND, TIME, INFO FROM information_schema.PROCESSLIST ORDER BY ID"
         })
     }
 
