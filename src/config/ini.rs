@@ -945,10 +945,13 @@ impl Resolver {
         let mut port = None;
         if let Some(h) = host.clone() {
             if let Some((name, p)) = h.rsplit_once(':') {
-                port = Some(
-                    p.parse::<u16>()
-                        .map_err(|_| self.err(s, "mail_host", format!("bad port in `{h}`")))?,
-                );
+                port = Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                    self.err(
+                        s,
+                        "mail_host",
+                        format!("bad port in `{h}`: out of range 1..=65535"),
+                    )
+                })?);
                 host = Some(name.to_string());
             }
         }
@@ -2023,7 +2026,12 @@ mod range_tests {
         )
         .expect_err("run_max_count");
         assert_eq!(e.line, Some(4), "{e}");
-        for bad in ["mail_port=0", "mail_port=65536", "mail_interval=86401"] {
+        for bad in [
+            "mail_port=0",
+            "mail_port=65536",
+            "mail_interval=86401",
+            "mail_host=h:0",
+        ] {
             let e = Config::parse(
                 Path::new("t.ini"),
                 &format!("[mail_config]\n{bad}\n[db_info]\n[db_auth]\n[db_commconfig]\n"),
