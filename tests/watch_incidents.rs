@@ -91,6 +91,7 @@ fn a_stall_keeps_the_held_sessions_and_a_live_edit_then_clears_the_storm() {
 
     // The DBA's live edit: kill app1's sleepers (the pool's connections).
     let victims: Vec<u64> = pool.ids();
+    let edited = Instant::now();
     t.write(&ini(&format!("k_user={}\nk_sleep=1", t.app1.name)));
     w.wait_log(SECS(15), "config reloaded");
     let applied = Instant::now();
@@ -102,6 +103,14 @@ fn a_stall_keeps_the_held_sessions_and_a_live_edit_then_clears_the_storm() {
     assert!(
         took <= SECS(2 * interval),
         "storm cleared {took:?} after the reload (> 2 intervals)\n{}",
+        w.log_text()
+    );
+    // As the DBA sees it, from the save: the file must stay unchanged for
+    // 1.5 s (README, Live reload) before it is applied.
+    let since_edit = edited.elapsed();
+    assert!(
+        since_edit <= Duration::from_millis(1500) + SECS(2 * interval),
+        "storm cleared {since_edit:?} after the edit\n{}",
         w.log_text()
     );
     let log = w.log_text();
