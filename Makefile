@@ -40,7 +40,8 @@ demo: deps
 	$(CARGO) build --bins --examples
 	examples/demo.sh
 
-## bench: mysqk vs pt-kill on a throwaway MariaDB (bench/run.sh; ~6 min);
-##        writes bench/results/latest.md. BENCH_ARGS='--only S1,S5 --rounds 5'
+## bench: mysqk vs pt-kill on throwaway MariaDB and MySQL 9.7 servers
+##        (bench/run.sh); refreshes the rows it ran in bench/results/latest.md.
+##        BENCH_ARGS='--only S1,S5 --rounds 5 --server mariadb|mysql|both'
 bench:
 	bash bench/run.sh $(BENCH_ARGS)

@@ -1,10 +1,12 @@
-//! `make bench`: mysqk against pt-kill (Percona Toolkit) on one throwaway
-//! MariaDB, side by side, and one table of medians and ratios.
+//! `make bench`: mysqk against pt-kill (Percona Toolkit) on throwaway
+//! servers (MariaDB and MySQL 9.7), side by side, and one table of medians
+//! and ratios.
 //!
 //! ```text
 //! cargo build --release --bins --examples
 //! target/release/examples/bench [--mysqk target/release/mysqk] [--rounds 3]
-//!     [--only S1,S5] [--out bench/results/latest.md] [--s1-conns 2000] ...
+//!     [--only S1,S5] [--server mariadb|mysql|both] [--out bench/results/latest.md]
+//!     [--s1-conns 2000] ...
 //! ```
 //! (`bench/run.sh` does the above, installs the packages and raises the
 //! open-files limit.)
@@ -40,15 +42,13 @@ mod scenario;
 mod server;
 mod tool;
 
-use mysql::prelude::*;
 use opts::{parse_opts, usage_error};
-use report::{samples, table};
+use report::{Measured, Section};
 use scenario::{progress, Ctx, Scenario};
-use server::Server;
-use std::fmt::Write as _;
+use server::{flavor_id, is_root, Flavor, Server};
 use std::fs;
-use std::process::Command;
-use std::thread;
+use std::path::PathBuf;
+use std::process::{exit, Command};
 use std::time::Instant;
 use tool::{has_watch, pt_kill};
 
@@ -70,7 +70,20 @@ fn main() {
             o.mysqk.display()
         ));
     }
-    let started = Instant::now();
+    if let Some(only) = &o.only {
+        for id in only {
+            if !SCENARIOS.iter().any(|s| s.id == id) {
+                usage_error(&format!("--only: no scenario {id}"));
+            }
+        }
+    }
+    // Found now rather than after the MariaDB half of the run.
+    if o.servers.contains(&Flavor::MySql) && !is_root() {
+        usage_error(
+            "MySQL runs from a Debian sid root by chroot, which needs root; \
+             run as root or pass --server mariadb",
+        );
+    }
     let version = |cmd: &mut Command| {
         cmd.output()
             .map(|o| {
@@ -84,96 +97,173 @@ fn main() {
             .unwrap_or_default()
     };
     let ptk_version = version(pt_kill().arg("--version"));
-    let mysqk_version = version(Command::new(&o.mysqk).arg("--version"));
+    let mut mysqk_version = version(Command::new(&o.mysqk).arg("--version"));
+    if mysqk_version.is_empty() {
+        mysqk_version = "mysqk".into();
+    }
+    let git = version(Command::new("git").args(["describe", "--always", "--dirty"]));
+    if !git.is_empty() {
+        mysqk_version = format!("{mysqk_version} (git {git})");
+    }
     let watch = has_watch(&o.mysqk);
-    progress("starting a throwaway MariaDB");
-    let srv = Server::start(o.keep);
-    let server_version: String = srv
-        .admin()
-        .query_first("SELECT VERSION()")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let dir = srv.dir.join("runs");
-    fs::create_dir_all(&dir).expect("create runs dir");
-    let mut ctx = Ctx {
-        o: &o,
-        srv: &srv,
-        dir,
-        notes: Vec::new(),
+    let args = bench_args();
+    // Read before anything runs: a bad file is better found now than after
+    // the run.
+    let mut sections = match fs::read_to_string(&o.out) {
+        Ok(text) => report::parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            eprintln!("bench: cannot read {}: {e}", o.out.display());
+            exit(1);
+        }
     };
-    let mut rows = Vec::new();
-    let no_watch: Vec<&str> = SCENARIOS
-        .iter()
-        .filter(|s| s.needs_watch && o.wants(s.id))
-        .map(|s| s.id)
-        .collect();
-    if !watch && !no_watch.is_empty() {
-        ctx.notes.push(format!(
-            "{} not run: {} has no `watch` command",
-            no_watch.join(", "),
-            o.mysqk.display()
-        ));
-    }
-    for s in SCENARIOS {
-        if o.wants(s.id) && (watch || !s.needs_watch) {
-            rows.extend((s.run)(&mut ctx));
+    let scratch = Scratch::new(o.keep);
+    let started = Instant::now();
+    for &flavor in &o.servers {
+        let todo: Vec<&Scenario> = SCENARIOS
+            .iter()
+            .filter(|s| o.wants(s.id) && s.servers.contains(&flavor))
+            .filter(|s| {
+                if s.needs_watch && !watch {
+                    eprintln!(
+                        "bench: {} not run: {} has no `watch` command",
+                        s.id,
+                        o.mysqk.display()
+                    );
+                }
+                watch || !s.needs_watch
+            })
+            .collect();
+        if todo.is_empty() {
+            continue;
+        }
+        progress(&format!("starting a throwaway {}", flavor.name()));
+        let srv = Server::start(flavor);
+        let label = srv.label();
+        let dir = scratch.0.join(flavor_id(flavor));
+        fs::create_dir_all(&dir).expect("create the runs directory");
+        let mut ctx = Ctx {
+            o: &o,
+            srv: &srv,
+            dir,
+            notes: Vec::new(),
+        };
+        for s in todo {
+            progress(&format!("{} on {label}", s.id));
+            let t0 = Instant::now();
+            let rows = (s.run)(&mut ctx);
+            let measured = Measured {
+                server_label: &label,
+                server_version: &srv.version,
+                mysqk: &mysqk_version,
+                ptkill: &ptk_version,
+                args: &args,
+                secs: t0.elapsed().as_secs_f64(),
+            };
+            let notes = std::mem::take(&mut ctx.notes);
+            let new = Section::new(
+                s.id,
+                flavor_id(flavor),
+                &measured,
+                &rows,
+                &(s.method)(&o),
+                &notes,
+            );
+            println!("\n{}", new.text);
+            match sections
+                .iter_mut()
+                .find(|x| x.id == new.id && x.server == new.server)
+            {
+                Some(old) => *old = new,
+                None => sections.push(new),
+            }
+        }
+        if o.keep {
+            let _ = fs::write(ctx.dir.join("server-error.log"), srv.log_tail());
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpus = thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let mut md = String::new();
-    let _ = writeln!(md, "# mysqk vs pt-kill\n");
-    let _ = writeln!(
-        md,
-        "{} | {} | MariaDB {} | {} CPUs | {} rounds each, alternating | run took {:.0} s\n",
-        if mysqk_version.is_empty() {
-            "mysqk"
-        } else {
-            &mysqk_version
-        },
-        ptk_version,
-        server_version,
-        cpus,
-        o.rounds,
-        elapsed
-    );
-    md.push_str(&table(&rows));
-    let _ = writeln!(
-        md,
-        "\nFigures are medians over the rounds (S2: over every query of every round; \
-         S4 CPU: the sum of the rounds' windows). How each is measured:\n"
-    );
-    for s in SCENARIOS {
-        let _ = writeln!(md, "{}", (s.method)(&o));
-    }
-    let _ = writeln!(md, "\nSamples (mysqk | pt-kill):\n");
-    for r in &rows {
-        let _ = writeln!(
-            md,
-            "- {}: {} | {}",
-            r.scenario,
-            samples(&r.mysqk),
-            samples(&r.ptkill)
-        );
-    }
-    if !ctx.notes.is_empty() {
-        let _ = writeln!(md, "\nNotes:\n");
-        for n in &ctx.notes {
-            let _ = writeln!(md, "- {n}");
-        }
-    }
-    println!("\n{md}");
+    sections.sort_by_key(|s| (section_rank(&s.id), s.server == flavor_id(Flavor::MySql)));
+    let md = report::document(&sections);
     if let Some(parent) = o.out.parent() {
         let _ = fs::create_dir_all(parent);
     }
     match fs::write(&o.out, &md) {
-        Ok(()) => eprintln!("bench: wrote {}", o.out.display()),
-        Err(e) => eprintln!("bench: cannot write {}: {e}", o.out.display()),
+        Ok(()) => eprintln!(
+            "bench: wrote {} (run took {:.0} s)",
+            o.out.display(),
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => {
+            eprintln!("bench: cannot write {}: {e}", o.out.display());
+            exit(1);
+        }
     }
     if o.keep {
-        eprintln!("bench: kept {}", srv.dir.display());
+        eprintln!("bench: kept {}", scratch.0.display());
+    }
+}
+
+/// Sections in `SCENARIOS` order; those of scenarios this bench does not
+/// know (kept from the previous file) last.
+fn section_rank(id: &str) -> usize {
+    SCENARIOS
+        .iter()
+        .position(|s| s.id == id)
+        .unwrap_or(SCENARIOS.len())
+}
+
+/// The bench's arguments as given, for the record (`--mysqk` and `--out`
+/// say nothing about the figures).
+fn bench_args() -> String {
+    let mut out = vec!["bench".to_string()];
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--mysqk" || a == "--out" {
+            it.next();
+            continue;
+        }
+        out.push(a);
+    }
+    out.join(" ")
+}
+
+/// `/tmp/mysqk-bench-<pid>`: the tools' inis and logs, removed at the end
+/// unless `--keep`.
+struct Scratch(PathBuf, bool);
+
+impl Scratch {
+    fn new(keep: bool) -> Scratch {
+        sweep_stale_dirs();
+        let dir = PathBuf::from(format!("/tmp/mysqk-bench-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create the bench directory");
+        Scratch(dir, keep)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Removes `/tmp/mysqk-bench-<pid>` directories of bench runs that died
+/// (Ctrl-C: their servers died with them, the directory stayed).
+fn sweep_stale_dirs() {
+    let Ok(entries) = fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(Ok(pid)) = name.strip_prefix("mysqk-bench-").map(str::parse::<i32>) else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid, 0) == 0 };
+        if !alive {
+            let _ = fs::remove_dir_all(e.path());
+        }
     }
 }

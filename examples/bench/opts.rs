@@ -1,5 +1,6 @@
 //! Command-line options of the bench.
 
+use crate::server::Flavor;
 use std::path::PathBuf;
 use std::process::exit;
 
@@ -8,6 +9,8 @@ pub struct Opts {
     pub rounds: usize,
     pub out: PathBuf,
     pub only: Option<Vec<String>>,
+    /// The servers to run on, in this order (`--server`).
+    pub servers: Vec<Flavor>,
     pub s1_conns: usize,
     pub s2_queries: usize,
     pub s2_spread: f64,
@@ -21,6 +24,7 @@ pub struct Opts {
 
 pub const USAGE: &str =
     "usage: bench [--mysqk PATH] [--rounds N (3)] [--out FILE] [--only S1,S2,...]\n\
+    [--server mariadb|mysql|both (both)]\n\
     [--s1-conns N (2000)] [--s2-queries N (20)] [--s2-spread SECS (6)]\n\
     [--s3-conns N (3000)] [--s3-window SECS (20)] [--s4-instances N (50)]\n\
     [--s4-window SECS (20)] [--s5-rounds N (5)] [--keep]";
@@ -40,6 +44,7 @@ pub fn parse_opts() -> Opts {
         rounds: 3,
         out: PathBuf::from("bench/results/latest.md"),
         only: None,
+        servers: vec![Flavor::MariaDb, Flavor::MySql],
         s1_conns: 2000,
         s2_queries: 20,
         s2_spread: 6.0,
@@ -76,6 +81,14 @@ pub fn parse_opts() -> Opts {
             "--out" => o.out = PathBuf::from(&v),
             "--only" => {
                 o.only = Some(v.split(',').map(|s| s.trim().to_uppercase()).collect());
+            }
+            "--server" => {
+                o.servers = match v.as_str() {
+                    "mariadb" => vec![Flavor::MariaDb],
+                    "mysql" => vec![Flavor::MySql],
+                    "both" => vec![Flavor::MariaDb, Flavor::MySql],
+                    _ => usage_error(&format!("--server: mariadb, mysql or both, not {v}")),
+                }
             }
             "--s1-conns" => o.s1_conns = n() as usize,
             "--s2-queries" => o.s2_queries = n() as usize,

@@ -1,7 +1,13 @@
-//! The results: one row per figure, and the markdown table.
+//! The results: one row per figure, one section of bench/results/latest.md
+//! per scenario and server, and the file made of them.
+//!
+//! A run replaces the sections it measured and keeps the others from the
+//! previous file, so each scenario (and each server) can be refreshed on
+//! its own; every section says when and with what it was measured.
 
 use crate::measure::{median, percentile};
 use std::fmt::Write as _;
+use std::thread;
 
 pub struct Row {
     pub scenario: String,
@@ -70,28 +76,26 @@ pub fn fmt_num(v: f64, unit: &str) -> String {
     format!("{v:.digits$} {unit}")
 }
 
-pub fn table(rows: &[Row]) -> String {
-    let mut t = String::from(
-        "| scenario | mysqk | pt-kill | ratio mysqk/pt-kill | target | |\n|---|---:|---:|---:|---|---|\n",
-    );
-    for r in rows {
-        let ratio = r.ratio();
-        let _ = writeln!(
-            t,
-            "| {} | {} | {} | {} | {} | {} |",
-            r.scenario,
-            fmt_num(r.m(), r.unit),
-            fmt_num(r.p(), r.unit),
-            if ratio.is_nan() {
-                "n/a".into()
-            } else {
-                format!("{ratio:.3}x")
-            },
-            r.target,
-            r.verdict()
-        );
-    }
-    t
+pub const TABLE_HEAD: &str =
+    "| scenario | server | mysqk | pt-kill | ratio mysqk/pt-kill | target | |\n\
+                              |---|---|---:|---:|---:|---|---|\n";
+
+/// A table row of `r` measured on `server` (e.g. `MariaDB 10.11.19`).
+pub fn table_line(r: &Row, server: &str) -> String {
+    let ratio = r.ratio();
+    format!(
+        "| {} | {server} | {} | {} | {} | {} | {} |",
+        r.scenario,
+        fmt_num(r.m(), r.unit),
+        fmt_num(r.p(), r.unit),
+        if ratio.is_nan() {
+            "n/a".into()
+        } else {
+            format!("{ratio:.3}x")
+        },
+        r.target,
+        r.verdict()
+    )
 }
 
 /// Every sample, or a summary when there are many (S2: one per query).
@@ -108,4 +112,139 @@ pub fn samples(v: &[f64]) -> String {
     }
     let parts: Vec<String> = v.iter().map(|x| format!("{x:.3}")).collect();
     parts.join(", ")
+}
+
+const BEGIN: &str = "<!-- bench ";
+const END: &str = "<!-- /bench -->";
+
+/// One scenario on one server, as it stands in the file.
+pub struct Section {
+    /// `S1`...
+    pub id: String,
+    /// `mariadb`, `mysql`.
+    pub server: String,
+    /// From its begin marker to its end marker, both included.
+    pub text: String,
+}
+
+/// What a section says about the run that measured it.
+pub struct Measured<'a> {
+    pub server_label: &'a str,
+    /// `VERSION()`.
+    pub server_version: &'a str,
+    pub mysqk: &'a str,
+    pub ptkill: &'a str,
+    /// The bench's command line.
+    pub args: &'a str,
+    pub secs: f64,
+}
+
+impl Section {
+    pub fn new(
+        id: &str,
+        server: &str,
+        m: &Measured,
+        rows: &[Row],
+        method: &str,
+        notes: &[String],
+    ) -> Section {
+        let mut s = String::new();
+        let _ = writeln!(s, "{BEGIN}{id} {server} -->");
+        let _ = writeln!(s, "### {id} on {}\n", m.server_label);
+        let _ = writeln!(
+            s,
+            "Measured {} in {:.0} s by `{}`: {}, {}, {}, {} CPUs.\n",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+            m.secs,
+            m.args,
+            m.mysqk,
+            m.ptkill,
+            m.server_version,
+            thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        );
+        s.push_str(TABLE_HEAD);
+        for r in rows {
+            let _ = writeln!(s, "{}", table_line(r, m.server_label));
+        }
+        let _ = writeln!(s, "\n{method}\n\nSamples (mysqk | pt-kill):\n");
+        for r in rows {
+            let _ = writeln!(
+                s,
+                "- {}: {} | {}",
+                r.scenario,
+                samples(&r.mysqk),
+                samples(&r.ptkill)
+            );
+        }
+        if !notes.is_empty() {
+            let _ = writeln!(s, "\nNotes:\n");
+            for n in notes {
+                let _ = writeln!(s, "- {n}");
+            }
+        }
+        s.push_str(END);
+        s.push('\n');
+        Section {
+            id: id.into(),
+            server: server.into(),
+            text: s,
+        }
+    }
+
+    /// The rows of its table.
+    fn table_lines(&self) -> impl Iterator<Item = &str> {
+        self.text
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| scenario |"))
+    }
+}
+
+/// The sections of a file written by [`document`] (none from any other
+/// text: an older file is simply replaced).
+pub fn parse(md: &str) -> Vec<Section> {
+    let mut out = Vec::new();
+    let mut rest = md;
+    while let Some(a) = rest.find(BEGIN) {
+        let Some(len) = rest[a..].find(END) else {
+            break;
+        };
+        let text = &rest[a..a + len + END.len()];
+        let head = text[BEGIN.len()..].split(" -->").next().unwrap_or("");
+        let mut words = head.split_whitespace();
+        if let (Some(id), Some(server)) = (words.next(), words.next()) {
+            out.push(Section {
+                id: id.into(),
+                server: server.into(),
+                text: format!("{text}\n"),
+            });
+        }
+        rest = &rest[a + len + END.len()..];
+    }
+    out
+}
+
+/// The whole file: every section's rows in one table, then the sections.
+pub fn document(sections: &[Section]) -> String {
+    let mut md = String::from(
+        "# mysqk vs pt-kill\n\n\
+         Each scenario on each server is a section below, which says when and with \
+         what it was measured; a run (`--only`, `--server`) replaces the sections it \
+         ran and keeps the others. Figures are medians over the rounds (S2: over every \
+         query of every round; S4 CPU: the sum of the rounds' windows).\n\n",
+    );
+    md.push_str(TABLE_HEAD);
+    for s in sections {
+        for l in s.table_lines() {
+            md.push_str(l);
+            md.push('\n');
+        }
+    }
+    md.push_str("\n## Sections\n");
+    for s in sections {
+        md.push('\n');
+        md.push_str(&s.text);
+    }
+    md
 }

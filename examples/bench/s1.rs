@@ -5,7 +5,7 @@ use crate::load::{count, open_idle, socket_fds, wait_closed, wait_for, wait_quie
 use crate::measure::median;
 use crate::opts::Opts;
 use crate::report::Row;
-use crate::scenario::{progress, Ctx, Scenario};
+use crate::scenario::{progress, Ctx, Scenario, BOTH};
 use crate::server::APP1;
 use crate::tool::{alternating, pt_kill, write_ini, Tool, Which};
 use mysql::Conn;
@@ -70,6 +70,7 @@ impl Storm {
 pub const SCENARIO: Scenario = Scenario {
     id: "S1",
     needs_watch: false,
+    servers: BOTH,
     run,
     method,
 };

@@ -7,7 +7,7 @@ use crate::load::{open_idle, wait_for, wait_quiet, wait_quiet_except};
 use crate::measure::{cpu_spent, global_status, read_cpu};
 use crate::opts::Opts;
 use crate::report::Row;
-use crate::scenario::{progress, Ctx, Scenario};
+use crate::scenario::{progress, Ctx, Scenario, BOTH};
 use crate::server::{APP1, APP2};
 use crate::tool::{alternating, mysqk_watch, pt_kill, write_ini, Tool, Which};
 use std::thread;
@@ -16,6 +16,7 @@ use std::time::Duration;
 pub const SCENARIO: Scenario = Scenario {
     id: "S3",
     needs_watch: true,
+    servers: BOTH,
     run,
     method,
 };

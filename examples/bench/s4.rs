@@ -5,7 +5,7 @@ use crate::load::{count, wait_for, wait_quiet};
 use crate::measure::{cpu_spent, median, proc_kb, read_cpu, Cpu};
 use crate::opts::Opts;
 use crate::report::Row;
-use crate::scenario::{progress, Ctx, Scenario};
+use crate::scenario::{progress, Ctx, Scenario, MARIADB_ONLY};
 use crate::server::{APP1, MON, PTK};
 use crate::tool::{alternating, mysqk_watch, pt_kill, write_ini, Tool, Which};
 use std::thread;
@@ -14,6 +14,7 @@ use std::time::Duration;
 pub const SCENARIO: Scenario = Scenario {
     id: "S4",
     needs_watch: true,
+    servers: MARIADB_ONLY,
     run,
     method,
 };

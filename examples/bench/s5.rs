@@ -5,7 +5,7 @@
 use crate::load::{open_idle, wait_quiet, wait_quiet_except};
 use crate::opts::Opts;
 use crate::report::Row;
-use crate::scenario::{progress, Ctx, Scenario};
+use crate::scenario::{progress, Ctx, Scenario, MARIADB_ONLY};
 use crate::server::{die_with_parent, APP1, APP2};
 use crate::tool::{alternating, pt_kill, write_ini, Tool, Which};
 use std::io::{BufRead, BufReader};
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 pub const SCENARIO: Scenario = Scenario {
     id: "S5",
     needs_watch: false,
+    servers: MARIADB_ONLY,
     run,
     method,
 };

@@ -4,7 +4,7 @@
 
 use crate::opts::Opts;
 use crate::report::Row;
-use crate::server::Server;
+use crate::server::{Flavor, Server};
 use std::path::PathBuf;
 
 pub struct Scenario {
@@ -12,11 +12,16 @@ pub struct Scenario {
     pub id: &'static str,
     /// Needs `mysqk watch` (an older mysqk may not have it).
     pub needs_watch: bool,
+    /// The servers it runs on (of those `--server` names).
+    pub servers: &'static [Flavor],
     /// Runs every round of both tools; the rows it measured.
     pub run: fn(&mut Ctx) -> Vec<Row>,
     /// How it is measured: one markdown bullet for the report.
     pub method: fn(&Opts) -> String,
 }
+
+pub const BOTH: &[Flavor] = &[Flavor::MariaDb, Flavor::MySql];
+pub const MARIADB_ONLY: &[Flavor] = &[Flavor::MariaDb];
 
 pub struct Ctx<'a> {
     pub o: &'a Opts,

@@ -1,15 +1,21 @@
-//! The throwaway server the scenarios run against, and its accounts.
+//! The throwaway servers the scenarios run against (MariaDB, MySQL 9.7),
+//! and their accounts. Starting them is tests/support's job (the same
+//! datadirs, the same sid root for MySQL, built there when missing), so the
+//! bench and the tests run the very same servers.
 
-use mysql::prelude::*;
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
 use mysql::{Conn, OptsBuilder};
-use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{exit, Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{exit, Command};
+use std::time::Duration;
+pub use support::Flavor;
 
-pub const ADMIN: (&str, &str) = ("bench_admin", "Bench-admin-1");
+/// The bench's own admin: the one tests/support creates (and keeps a
+/// session of, for `exec`), so "quiet" means no other user is connected.
+pub const ADMIN: (&str, &str) = (support::ADMIN_USER, support::ADMIN_PASS);
 /// pt-kill's login: all privileges, as a DBA would run it.
 pub const PTK: (&str, &str) = ("bench_ptk", "Bench-ptk-1");
 /// The application user whose threads are killed (no SUPER, no PROCESS).
@@ -35,19 +41,6 @@ pub fn need_bin(name: &str) -> PathBuf {
     })
 }
 
-pub const INNODB_ARGS: &[&str] = &[
-    "--innodb-buffer-pool-size=32M",
-    "--innodb-log-file-size=8M",
-    "--innodb-data-file-path=ibdata1:12M:autoextend",
-];
-
-pub struct Server {
-    pub dir: PathBuf,
-    pub port: u16,
-    pub child: Child,
-    pub keep: bool,
-}
-
 pub fn is_root() -> bool {
     // SAFETY: getuid has no preconditions.
     unsafe { libc::getuid() == 0 }
@@ -64,118 +57,43 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     }
 }
 
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
-
-/// Removes `/tmp/mysqk-bench-<pid>` directories of bench runs that died
-/// (Ctrl-C: their mariadbd died with them, the directory stayed).
-pub fn sweep_stale_dirs() {
-    let Ok(entries) = fs::read_dir("/tmp") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(Ok(pid)) = name.strip_prefix("mysqk-bench-").map(str::parse::<i32>) else {
-            continue;
-        };
-        // SAFETY: kill with signal 0 only checks that the process exists.
-        let alive = unsafe { libc::kill(pid, 0) == 0 };
-        if !alive {
-            let _ = fs::remove_dir_all(e.path());
-        }
+/// `--server` names: `mariadb`, `mysql`.
+pub fn flavor_id(f: Flavor) -> &'static str {
+    match f {
+        Flavor::MariaDb => "mariadb",
+        Flavor::MySql => "mysql",
     }
 }
 
+pub struct Server {
+    pub flavor: Flavor,
+    /// `VERSION()`.
+    pub version: String,
+    inner: support::Server,
+}
+
 impl Server {
-    pub fn start(keep: bool) -> Server {
-        sweep_stale_dirs();
-        let dir = PathBuf::from(format!("/tmp/mysqk-bench-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create the bench directory");
-        let datadir = dir.join("data");
-        let mut install = Command::new(need_bin("mariadb-install-db"));
-        install
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", datadir.display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
-            .arg("--skip-name-resolve")
-            .args(INNODB_ARGS)
-            .stdin(Stdio::null());
-        if is_root() {
-            install.arg("--user=root");
-        }
-        let out = install.output().expect("run mariadb-install-db");
-        if !out.status.success() {
-            eprintln!(
-                "bench: mariadb-install-db failed:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            exit(1);
-        }
-        let port = free_port();
-        let sock = dir.join("s.sock");
-        let log = fs::File::create(dir.join("mariadbd.out")).expect("create mariadbd.out");
-        let mut cmd = Command::new(need_bin("mariadbd"));
-        cmd.arg("--no-defaults");
-        if is_root() {
-            cmd.arg("--user=root");
-        }
-        cmd.arg(format!("--datadir={}", datadir.display()))
-            .arg(format!("--socket={}", sock.display()))
-            .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
-            .arg(format!("--log-error={}", dir.join("error.log").display()))
-            .arg(format!("--tmpdir={}", dir.display()))
-            .arg(format!("--port={port}"))
-            .args([
-                "--bind-address=127.0.0.1",
-                "--skip-name-resolve",
-                "--skip-log-bin",
-                // Storms of thousands of connections; the ulimit is raised by bench.sh.
-                "--max-connections=5000",
-                "--open-files-limit=20000",
-                "--back-log=3000",
-                "--table-open-cache=400",
-                "--max-connect-errors=1000000",
-                "--innodb-flush-log-at-trx-commit=0",
-                "--innodb-use-native-aio=0",
-            ])
-            .args(INNODB_ARGS)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log);
-        die_with_parent(&mut cmd);
-        let child = cmd.spawn().expect("spawn mariadbd");
-        let mut srv = Server {
-            dir,
-            port,
-            child,
-            keep,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut root = loop {
-            let o = OptsBuilder::new()
-                .socket(Some(sock.to_string_lossy().into_owned()))
-                .user(Some("root"));
-            if let Ok(c) = Conn::new(o) {
-                break c;
-            }
-            if let Ok(Some(st)) = srv.child.try_wait() {
-                eprintln!("bench: mariadbd exited ({st}):\n{}", srv.log_tail());
-                exit(1);
-            }
-            if Instant::now() > deadline {
-                eprintln!("bench: mariadbd not ready after 60 s:\n{}", srv.log_tail());
-                exit(1);
-            }
-            thread::sleep(Duration::from_millis(50));
-        };
+    /// Starts a fresh server of `flavor`, sized for the storms, and creates
+    /// the bench's accounts.
+    pub fn start(flavor: Flavor) -> Server {
+        let inner = support::Server::start_as(
+            flavor,
+            support::ServerOpts {
+                // Storms of thousands of connections; bench/run.sh raises
+                // the open-files limit, which the server inherits.
+                max_connections: 5000,
+                extra_args: [
+                    "--open-files-limit=20000",
+                    "--back-log=3000",
+                    "--table-open-cache=400",
+                ]
+                .map(String::from)
+                .to_vec(),
+                ..support::ServerOpts::default()
+            },
+        );
         let stmts = [
             format!("CREATE DATABASE {SCHEMA}"),
-            format!("CREATE USER '{}'@'%' IDENTIFIED BY '{}'", ADMIN.0, ADMIN.1),
-            format!("GRANT ALL ON *.* TO '{}'@'%' WITH GRANT OPTION", ADMIN.0),
             format!("CREATE USER '{}'@'%' IDENTIFIED BY '{}'", PTK.0, PTK.1),
             format!("GRANT ALL ON *.* TO '{}'@'%'", PTK.0),
             format!("CREATE USER '{}'@'%' IDENTIFIED BY '{}'", APP1.0, APP1.1),
@@ -186,21 +104,47 @@ impl Server {
             format!("GRANT PROCESS ON *.* TO '{}'@'%'", MON.0),
         ];
         for s in &stmts {
-            root.query_drop(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            inner.exec(s);
         }
-        srv
+        if flavor == Flavor::MySql {
+            // What README asks of a db_puser on MySQL: without it mysqk has
+            // no statement timers and takes TIME as up to 1 s high.
+            inner.exec(&format!(
+                "GRANT SELECT ON performance_schema.* TO '{}'@'%'",
+                MON.0
+            ));
+        }
+        let version = inner
+            .query::<String>("SELECT VERSION()")
+            .pop()
+            .unwrap_or_default();
+        Server {
+            flavor,
+            version,
+            inner,
+        }
     }
 
+    /// `MariaDB 10.11.19`, `MySQL 9.7.4`: the version without the
+    /// distribution's suffix.
+    pub fn label(&self) -> String {
+        let v = self.version.split('-').next().unwrap_or("");
+        format!("{} {v}", self.flavor.name())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.inner.port()
+    }
+
+    /// The last lines of the server's error log.
     pub fn log_tail(&self) -> String {
-        let t = fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
-        let lines: Vec<&str> = t.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        self.inner.error_log_tail()
     }
 
     pub fn opts(&self, user: &str, pass: &str) -> OptsBuilder {
         OptsBuilder::new()
             .ip_or_hostname(Some("127.0.0.1"))
-            .tcp_port(self.port)
+            .tcp_port(self.port())
             .user(Some(user))
             .pass(Some(pass))
             .db_name(Some(SCHEMA))
@@ -217,16 +161,6 @@ impl Server {
     }
 
     pub fn ptk_dsn(&self) -> String {
-        format!("h=127.0.0.1,P={},u={},p={}", self.port, PTK.0, PTK.1)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !self.keep {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        format!("h=127.0.0.1,P={},u={},p={}", self.port(), PTK.0, PTK.1)
     }
 }

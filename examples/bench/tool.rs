@@ -95,7 +95,7 @@ pub fn write_ini(
         dir.join(format!("{name}.snap")).display()
     );
     for d in dbids {
-        let _ = writeln!(text, "{d}=127.0.0.1:{}", srv.port);
+        let _ = writeln!(text, "{d}=127.0.0.1:{}", srv.port());
     }
     let _ = write!(
         text,

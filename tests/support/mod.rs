@@ -531,8 +531,13 @@ impl Server {
     /// Starts a fresh server (new datadir, free port) and waits until it
     /// accepts connections. Panics with the server's error log on failure.
     pub fn start(opts: ServerOpts) -> Server {
+        Server::start_as(flavor(), opts)
+    }
+
+    /// [`Server::start`] of a given flavour, whatever `MYSQK_TEST_SERVER`
+    /// says (the bench starts both in one process).
+    pub fn start_as(flavor: Flavor, opts: ServerOpts) -> Server {
         init_process_hooks();
-        let flavor = flavor();
         let key = NEXT_SERVER.fetch_add(1, Ordering::SeqCst);
         let inner_dir = PathBuf::from(format!("/tmp/{DIR_PREFIX}{}-{key}", std::process::id()));
         let dir = match flavor {
@@ -1368,7 +1373,9 @@ pub fn wait_until(deadline: Duration, what: &str, mut f: impl FnMut() -> bool) {
 /// variables leak in from the developer's shell, `RUST_LOG=info` (override
 /// with `MYSQK_TEST_LOG`), no colours, stdin closed.
 pub fn mysqk_bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mysqk"));
+    // Not `env!`: examples/bench includes this module too, and cargo sets
+    // the variable for integration tests only (the bench never calls this).
+    let mut cmd = Command::new(option_env!("CARGO_BIN_EXE_mysqk").unwrap_or("mysqk"));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("MYSQK_") {
             cmd.env_remove(key);
