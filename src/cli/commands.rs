@@ -185,7 +185,7 @@ pub struct ConnFlags {
     #[arg(short = 'h', long = "host", value_name = "HOST")]
     pub host: Option<String>,
     /// Server port [default: 3306]
-    #[arg(short = 'P', long = "port", value_name = "PORT")]
+    #[arg(short = 'P', long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
     /// User to log in as (`--user` is whose threads may be killed)
     #[arg(short = 'u', long = "login-user", value_name = "USER")]
@@ -750,8 +750,10 @@ pub fn parse_dsn(dsn: &str) -> Result<Dsn, String> {
             "h" => host = Some(v.to_string()),
             "P" => {
                 port = Some(
-                    v.parse()
-                        .map_err(|_| format!("--dsn: P=`{v}` is not a port"))?,
+                    v.parse::<u16>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| format!("--dsn: P=`{v}` is not a port (1..=65535)"))?,
                 )
             }
             "u" => user = Some(v.to_string()),
@@ -1362,8 +1364,16 @@ pub fn parse_since(
     use chrono::TimeZone;
     let v = v.trim();
     if let Ok(secs) = parse_secs(v) {
-        let ago = chrono::Duration::seconds(i64::try_from(secs).map_err(|_| "too far back")?);
-        return Ok((now - ago).fixed_offset());
+        // Checked all the way: `99999999999999d` is an error, not a panic.
+        let too_far = || format!("--since: `{v}` is too far back");
+        let ago = i64::try_from(secs)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .ok_or_else(too_far)?;
+        return now
+            .checked_sub_signed(ago)
+            .map(|t| t.fixed_offset())
+            .ok_or_else(too_far);
     }
     let naive = [
         "%Y-%m-%d %H:%M:%S",
@@ -1656,6 +1666,7 @@ mod tests {
 
     #[test]
     fn dsn_parts_and_no_password() {
+        assert!(parse_dsn("h=db1,P=0").is_err());
         assert_eq!(
             parse_dsn("h=db1,P=3307,u=root"),
             Ok(Dsn {
@@ -1680,6 +1691,13 @@ mod tests {
         let m = parse_since("2026-11-21 14:05", now).unwrap();
         assert_eq!(m.format("%H:%M").to_string(), "14:05");
         assert!(parse_since("yesterday", now).is_err());
+        for far in [
+            "99999999999999d",
+            "18446744073709551615",
+            "9223372036854775807",
+        ] {
+            assert!(parse_since(far, now).is_err(), "{far}");
+        }
     }
 
     #[test]
