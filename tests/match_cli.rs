@@ -356,6 +356,33 @@ fn human_output_says_what_and_why() {
     assert!(t.contains("k_lock=5 is not evaluated offline"), "{t}");
     // The oldest copy (100) is not in the table.
     assert!(!t.lines().any(|l| l.starts_with("100 ")), "{t}");
+
+    // One thread is "1 thread", in the summary and in a class of one.
+    let one = "Id\tUser\tHost\tdb\tCommand\tTime\tState\tInfo\n\
+               7\tapp1\th:1\tshop\tQuery\t9\tx\tselect 1\n";
+    let out = run(
+        &[
+            "match",
+            "--from",
+            "-",
+            "--user",
+            "all",
+            "--busy-time",
+            "1",
+            "--group-by",
+            "fingerprint",
+            "--query-count",
+            "1",
+        ],
+        Some(one),
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains(": 1 thread in ") && t.contains("pile-up: 1 thread with"),
+        "{t}"
+    );
+    assert!(!t.contains("1 threads"), "{t}");
 }
 
 #[test]

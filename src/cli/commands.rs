@@ -327,6 +327,11 @@ pub struct RuleFlags {
     pub victims: Option<String>,
 }
 
+/// `1 thread`, `3 threads`.
+fn threads(n: usize) -> String {
+    format!("{n} thread{}", if n == 1 { "" } else { "s" })
+}
+
 /// A time as pt-kill writes it: seconds, or a number with `s`, `m`, `h` or `d`.
 pub fn parse_secs(v: &str) -> Result<u64, String> {
     let v = v.trim();
@@ -971,16 +976,18 @@ fn match_dump(cli: &Cli, args: &MatchArgs) -> Result<u8, CliError> {
         if several {
             let _ = writeln!(
                 out,
-                "{label}: snapshot {}/{} ({}): {scanned} threads, {} would be killed",
+                "{label}: snapshot {}/{} ({}): {}, {} would be killed",
                 n + 1,
                 replays.len(),
                 replay.name,
+                threads(scanned),
                 victims.len()
             );
         } else {
             let _ = writeln!(
                 out,
-                "{label}: {scanned} threads in {}, {} would be killed (offline match: nothing was killed)",
+                "{label}: {} in {}, {} would be killed (offline match: nothing was killed)",
+                threads(scanned),
                 replay.name,
                 victims.len()
             );

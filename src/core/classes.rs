@@ -166,12 +166,17 @@ impl fmt::Display for ClassReason {
                 } else {
                     "fingerprint"
                 };
+                let threads = if self.members == 1 {
+                    "thread"
+                } else {
+                    "threads"
+                };
                 if self.class.is_empty() {
-                    write!(f, "pile-up: {} threads with no statement", self.members)?;
+                    write!(f, "pile-up: {} {threads} with no statement", self.members)?;
                 } else {
                     write!(
                         f,
-                        "pile-up: {} threads with {what} \"{}\"",
+                        "pile-up: {} {threads} with {what} \"{}\"",
                         self.members, self.class
                     )?;
                 }
