@@ -587,6 +587,46 @@ fn the_cron_example_kills_and_overlapping_runs_exit_2() {
     assert!(!lock.exists(), "the run released its lock");
 }
 
+/// `watch --dry-run` (and `--interval`) hold across reloads: a file that
+/// says `dry_run=0`, edited while the watch runs, still kills nothing.
+#[test]
+fn watch_dry_run_and_interval_hold_across_a_reload() {
+    let s = server();
+    let t = Setup::new(&[s]);
+    let ini = |longtime: u64| {
+        t.ini_text(
+            "check_interval=30",
+            &[("x", addr())],
+            "run_max_count=999\ndry_run=0",
+            &format!("k_user={}\nk_longtime={longtime}", t.app1.name),
+            "",
+        )
+    };
+    t.write(&ini(1));
+    let mut w = Watch::start_with(&t, &["--dry-run", "--interval", "1"]);
+    let q = t.query(s, &t.app1, "SELECT SLEEP(60)");
+    let id = q.conn_id;
+    w.wait_log(SECS(15), &format!("thread {id} user="));
+    t.write(&ini(2));
+    w.wait_log(SECS(15), "config reloaded");
+    let passes = w.inst("x")["passes"].as_u64().unwrap_or(0);
+    // --interval 1 still, not the file's 30 s.
+    w.wait_status(SECS(10), "3 more passes after the reload", |st| {
+        st["instances"]["x"]["passes"].as_u64() >= Some(passes + 3)
+    });
+    assert!(
+        s.thread_exists(id),
+        "killed after a reload:\n{}",
+        w.log_text()
+    );
+    let x = w.inst("x");
+    assert_eq!(x["kills"].as_u64(), Some(0), "{x}");
+    assert_eq!(x["dry_run"], true, "{x}");
+    s.kill_thread(id);
+    let _ = q.join();
+    assert!(w.terminate(SECS(10)).success());
+}
+
 /// Writes of the status file seen within `within`: each is a new file
 /// renamed over the old one (a new inode), polled every 5 ms.
 fn status_writes(path: &std::path::Path, within: Duration) -> usize {
