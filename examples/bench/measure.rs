@@ -103,10 +103,17 @@ impl Rng {
             .unwrap_or(0x9e37_79b9_7f4a_7c15);
         Rng(seed | 1)
     }
-    pub fn next_f64(&mut self) -> f64 {
+    /// One generator per client thread, seeded from another.
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }

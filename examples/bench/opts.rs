@@ -19,6 +19,8 @@ pub struct Opts {
     pub s4_instances: usize,
     pub s4_window: u64,
     pub s5_rounds: usize,
+    pub s6_conns: usize,
+    pub s6_window: u64,
     pub keep: bool,
 }
 
@@ -27,7 +29,8 @@ pub const USAGE: &str =
     [--server mariadb|mysql|both (both)]\n\
     [--s1-conns N (2000)] [--s2-queries N (20)] [--s2-spread SECS (6)]\n\
     [--s3-conns N (3000)] [--s3-window SECS (20)] [--s4-instances N (50)]\n\
-    [--s4-window SECS (20)] [--s5-rounds N (5)] [--keep]";
+    [--s4-window SECS (20)] [--s5-rounds N (5)] [--s6-conns N (40)]\n\
+    [--s6-window SECS (22)] [--keep]";
 
 pub fn usage_error(msg: &str) -> ! {
     eprintln!("bench: {msg}\n{USAGE}");
@@ -53,6 +56,8 @@ pub fn parse_opts() -> Opts {
         s4_instances: 50,
         s4_window: 20,
         s5_rounds: 5,
+        s6_conns: 40,
+        s6_window: 22,
         keep: false,
     };
     let mut it = std::env::args().skip(1);
@@ -102,6 +107,8 @@ pub fn parse_opts() -> Opts {
             "--s4-instances" => o.s4_instances = n().max(1) as usize,
             "--s4-window" => o.s4_window = n().max(1),
             "--s5-rounds" => o.s5_rounds = n().max(1) as usize,
+            "--s6-conns" => o.s6_conns = n().max(1) as usize,
+            "--s6-window" => o.s6_window = n().max(1),
             _ => usage_error(&format!("unknown flag {flag}")),
         }
     }

@@ -232,7 +232,8 @@ pub fn document(sections: &[Section]) -> String {
          Each scenario on each server is a section below, which says when and with \
          what it was measured; a run (`--only`, `--server`) replaces the sections it \
          ran and keeps the others. Figures are medians over the rounds (S2: over every \
-         query of every round; S4 CPU: the sum of the rounds' windows).\n\n",
+         query of every round; S4 CPU: the sum of the rounds' windows; S6: counts over all \
+         rounds).\n\n",
     );
     md.push_str(TABLE_HEAD);
     for s in sections {
