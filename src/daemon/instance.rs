@@ -485,6 +485,10 @@ impl Worker {
                         self.sessions.give_up_stalled(patience);
                     }
                 } else {
+                    if probe_only.is_some() {
+                        // Still stalled: whatever answered before no longer counts.
+                        self.sessions.server_silent();
+                    }
                     // Re-open it now rather than an interval later.
                     self.next_connect = now;
                     if self.no_answer(t, self.sessions.target.read_timeout) {

@@ -628,6 +628,9 @@ pub struct Slot {
     login_error: Option<String>,
     next_attempt: Instant,
     backoff: Duration,
+    /// When another session of the server was first seen answering while
+    /// this one still waited for its late reply.
+    others_answered: Option<Instant>,
 }
 
 impl Slot {
@@ -642,6 +645,7 @@ impl Slot {
             login_error: None,
             next_attempt: Instant::now(),
             backoff: Duration::ZERO,
+            others_answered: None,
         }
     }
 
@@ -854,16 +858,35 @@ impl Sessions {
     }
 
     /// Another session just answered, so the server is alive: a session
-    /// still waiting after `patience` is stuck (its command hangs inside the
-    /// server), not stalled with it. Give it up so it is re-opened.
+    /// still waiting after `patience` may be stuck (its command hangs inside
+    /// the server), not stalled with it. But a server that has just woken up
+    /// from a long stall answers one session a moment before the others:
+    /// each waiting session is looked at first, and given up only if it is
+    /// still waiting `read_timeout` after the server was first seen
+    /// answering others — its late reply would have come by then. Given up,
+    /// it is re-opened (a new login, which a full server may refuse: so
+    /// never for a mere stall).
     pub fn give_up_stalled(&mut self, patience: Duration) {
+        // Late replies that came with the wake-up are read first.
+        self.poll();
         let who = self.who();
+        let grace = self.target.read_timeout;
+        let now = Instant::now();
         for (user, slot) in self.slots.iter_mut() {
             let Some(s) = slot.session.as_ref() else {
+                slot.others_answered = None;
                 continue;
             };
-            let Some(r) = s.resync.as_ref() else { continue };
-            if r.since.elapsed() >= patience {
+            let Some(r) = s.resync.as_ref() else {
+                slot.others_answered = None;
+                continue;
+            };
+            if r.since.elapsed() < patience {
+                continue;
+            }
+            let first = *slot.others_answered.get_or_insert(now);
+            if now.duration_since(first) >= grace {
+                slot.others_answered = None;
                 log::warn!(
                     "{who}: session of {user} (id {}) has waited {} s while the server answers others; closing it, will reconnect",
                     s.conn_id,
@@ -874,6 +897,14 @@ impl Sessions {
                 slot.last_code = None;
                 slot.next_attempt = Instant::now();
             }
+        }
+    }
+
+    /// A probe got no answer: the server is stalled again, so an answer seen
+    /// before starts no grace period (see [`Sessions::give_up_stalled`]).
+    pub fn server_silent(&mut self) {
+        for slot in self.slots.values_mut() {
+            slot.others_answered = None;
         }
     }
 
