@@ -273,6 +273,8 @@ fn idle_client(opts: OptsBuilder, mut rng: Rng, row: usize, tally: Arc<Tally>) {
     let update = format!("UPDATE {SCHEMA}.s6 SET v = v + 1 WHERE id = {row}");
     thread::sleep(Duration::from_secs_f64(rng.next_f64() * 3.0));
     let mut conn = pool_connect(&opts, &tally);
+    // The idle spell began at the login, not at a COMMIT.
+    let mut since_login = true;
     while let Some((c, idle_from)) = conn.as_mut() {
         thread::sleep(Duration::from_secs_f64(2.5 + rng.next_f64()));
         if tally.stopped() {
@@ -309,11 +311,13 @@ fn idle_client(opts: OptsBuilder, mut rng: Rng, row: usize, tally: Arc<Tally>) {
             } else if idle < limit {
                 t.wrong_young += 1;
                 t.note(format!(
-                    "thread {id}: killed after {:.3} s idle",
-                    idle.as_secs_f64()
+                    "thread {id}: killed after {:.3} s idle (since its {})",
+                    idle.as_secs_f64(),
+                    if since_login { "login" } else { "last COMMIT" }
                 ));
             }
         });
+        since_login = r.is_err();
         if r.is_err() {
             conn = pool_connect(&opts, &tally);
         }
