@@ -264,7 +264,13 @@ fn pooled_statement_churn_gets_no_wrong_kills() {
         "the churn must have run and been killed at: {t:?}\n{log}"
     );
     assert!(
-        t.wrong <= 1,
+        // A connection kill that lands in the chosen statement's last
+        // microseconds closes the connection after its answer: the pool's
+        // next statement fails. No check can close that race (README,
+        // "Re-check, then kill": about 1 in 80 kills); stale kills (after
+        // the statement ended) are what the re-check and guard remove, and
+        // they were 3.5 to 9 in 100.
+        t.wrong * 100 <= t.kills * 2,
         "{} wrong kills in {} kills ({:.2} per 100 targets): {t:?}\n{log}",
         t.wrong,
         t.kills,
