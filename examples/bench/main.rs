@@ -142,6 +142,12 @@ fn main() {
         progress(&format!("starting a throwaway {}", flavor.name()));
         let srv = Server::start(flavor);
         let label = srv.label();
+        // MySQL's VERSION() does not say MySQL.
+        let full_version = if srv.version.contains(flavor.name()) {
+            srv.version.clone()
+        } else {
+            format!("{} {}", flavor.name(), srv.version)
+        };
         let dir = scratch.0.join(flavor_id(flavor));
         fs::create_dir_all(&dir).expect("create the runs directory");
         let mut ctx = Ctx {
@@ -156,7 +162,7 @@ fn main() {
             let rows = (s.run)(&mut ctx);
             let measured = Measured {
                 server_label: &label,
-                server_version: &srv.version,
+                server_version: &full_version,
                 mysqk: &mysqk_version,
                 ptkill: &ptk_version,
                 args: &args,

@@ -42,8 +42,16 @@ impl Row {
     pub fn p(&self) -> f64 {
         percentile(&self.ptkill, self.pct)
     }
+    /// NaN (shown `n/a`) unless both figures are above zero: S2's median
+    /// is negative when most kills came early, and no ratio says anything
+    /// then.
     pub fn ratio(&self) -> f64 {
-        self.m() / self.p()
+        let (m, p) = (self.m(), self.p());
+        if m > 0.0 && p > 0.0 {
+            m / p
+        } else {
+            f64::NAN
+        }
     }
     pub fn verdict(&self) -> &'static str {
         let (m, r) = (self.m(), self.ratio());
@@ -66,9 +74,9 @@ pub fn fmt_num(v: f64, unit: &str) -> String {
     if v.is_nan() {
         return "n/a".into();
     }
-    let digits = if v >= 100.0 {
+    let digits = if v.abs() >= 100.0 {
         0
-    } else if v >= 10.0 {
+    } else if v.abs() >= 10.0 {
         1
     } else {
         2
