@@ -303,7 +303,9 @@ impl Worker {
         stop: Arc<AtomicBool>,
         rx: Receiver<Control>,
     ) -> Worker {
-        let mut sessions = Sessions::new(Target::of(&cfg, &inst)).for_instance(&inst.dbid);
+        let mut sessions = Sessions::new(Target::of(&cfg, &inst))
+            .for_instance(&inst.dbid)
+            .share_unreachable();
         sessions.max_backoff = max_backoff(&cfg);
         let killed_report = inst.rules.killed_report;
         let now = Instant::now();

@@ -66,6 +66,9 @@ pub enum SessionError {
         code: Option<u16>,
         /// Refused for want of a free slot ([`is_full`]).
         full: bool,
+        /// No server answered at all (refused, TCP or login timeout): every
+        /// user's login to that address would fail the same way.
+        unreachable: bool,
         reason: String,
     },
     #[error("{addr} as {user}: {reason}")]
@@ -88,6 +91,39 @@ impl SessionError {
     /// A login refused for want of a free slot.
     pub fn is_full(&self) -> bool {
         matches!(self, SessionError::Connect { full: true, .. })
+    }
+
+    /// A login that reached no server (see [`no_server`]).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            SessionError::Connect {
+                unreachable: true,
+                ..
+            }
+        )
+    }
+}
+
+/// The login failed before any server answered: the port refused, the TCP
+/// connect or the whole login timed out (`None`: the login thread gave no
+/// answer in time). A server that answered with an error, even a broken
+/// handshake, is not this.
+fn no_server(e: Option<&mysql::Error>) -> bool {
+    use mysql::{DriverError as D, Error as E};
+    use std::io::ErrorKind as K;
+    match e {
+        None => true,
+        Some(E::IoError(io)) => matches!(
+            io.kind(),
+            K::ConnectionRefused
+                | K::TimedOut
+                | K::WouldBlock
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+        ),
+        Some(E::DriverError(D::CouldNotConnect(_) | D::ConnectTimeout)) => true,
+        Some(_) => false,
     }
 }
 
@@ -399,6 +435,7 @@ impl Session {
             user: user.to_string(),
             code: e.and_then(error_code),
             full: e.is_some_and(is_full),
+            unreachable: false,
             reason,
         };
         // The login's reads and writes get connect_timeout, not read_timeout:
@@ -421,7 +458,14 @@ impl Session {
             .tcp_keepalive_probe_count(Some(6))
             .stmt_cache_size(Some(0));
         let (mut conn, buffers) =
-            login(opts, target.connect_timeout).map_err(|(e, reason)| fail(e.as_ref(), reason))?;
+            login(opts, target.connect_timeout).map_err(|(e, reason)| SessionError::Connect {
+                addr: addr.clone(),
+                user: user.to_string(),
+                code: e.as_ref().and_then(error_code),
+                full: e.as_ref().is_some_and(is_full),
+                unreachable: no_server(e.as_ref()),
+                reason,
+            })?;
         set_socket_timeouts(&conn, target.read_timeout).map_err(|e| {
             fail(
                 None,
@@ -680,6 +724,11 @@ pub struct Sessions {
     /// Login failures at debug, not warn: a one-shot run reports them itself
     /// (the ERROR line of its instance, the reason in a victim's result).
     quiet: bool,
+    /// Set by `watch` ([`Sessions::share_unreachable`]): while no server
+    /// answers at the address, one login per backoff step tries for all
+    /// users (until this instant), not one per user.
+    unreachable_until: Option<Instant>,
+    share_unreachable: bool,
 }
 
 impl Sessions {
@@ -690,7 +739,19 @@ impl Sessions {
             max_backoff: Duration::from_secs(30),
             instance: None,
             quiet: false,
+            unreachable_until: None,
+            share_unreachable: false,
         }
+    }
+
+    /// A login that reached no server holds back the other users' logins
+    /// until the next backoff step: they would fail the same way, and a
+    /// fleet of unreachable instances would otherwise spend a login (a
+    /// thread, a socket) per user per step. For `watch`; a one-shot run
+    /// tries every user once and reports each.
+    pub fn share_unreachable(mut self) -> Sessions {
+        self.share_unreachable = true;
+        self
     }
 
     /// Name the instance in log lines (`crm0: cannot connect ...`).
@@ -752,9 +813,19 @@ impl Sessions {
         self.check(user);
         let max_backoff = self.max_backoff;
         let (who, quiet) = (self.who(), self.quiet);
+        let gate = self.unreachable_until.filter(|t| Instant::now() < *t);
+        let addr = self.target.addr();
         let slot = self.slots.get_mut(user)?;
         let mut back = false;
-        if slot.session.is_none() && slot.lent.is_none() && Instant::now() >= slot.next_attempt {
+        let due =
+            slot.session.is_none() && slot.lent.is_none() && Instant::now() >= slot.next_attempt;
+        if due && gate.is_some() {
+            if slot.last_error.is_none() {
+                slot.last_error = Some(format!(
+                    "cannot connect to {addr} as {user}: no server answered another user's login; retried with it"
+                ));
+            }
+        } else if due {
             slot.tried = true;
             match Session::open(&self.target, user, password) {
                 Ok(s) => {
@@ -763,6 +834,7 @@ impl Sessions {
                         back = true;
                     }
                     slot.session = Some(s);
+                    self.unreachable_until = None;
                     slot.last_error = None;
                     slot.last_code = None;
                     slot.login_error = None;
@@ -790,6 +862,11 @@ impl Sessions {
                             (slot.backoff * 2).clamp(Duration::from_secs(1), max_backoff);
                     }
                     slot.next_attempt = Instant::now() + slot.backoff;
+                    if self.share_unreachable && e.is_unreachable() {
+                        self.unreachable_until = Some(slot.next_attempt);
+                    } else {
+                        self.unreachable_until = None;
+                    }
                 }
             }
         }
@@ -925,11 +1002,12 @@ impl Sessions {
 
     /// When something is due: a resync to look at, a login to retry.
     pub fn next_due(&self) -> Option<Instant> {
+        let gate = self.unreachable_until;
         let retry = self
             .slots
             .values()
-            .filter(|s| s.session.is_none() && s.lent.is_none() && s.tried)
-            .map(|s| s.next_attempt)
+            .filter(|s| s.session.is_none() && s.lent.is_none() && (s.tried || gate.is_some()))
+            .map(|s| gate.map_or(s.next_attempt, |g| s.next_attempt.max(g)))
             .min();
         let resync = self.stalled_since().map(|_| Instant::now() + RESYNC_POLL);
         retry.into_iter().chain(resync).min()
@@ -1092,6 +1170,52 @@ mod tests {
             code_first("Connection refused (os error 111)"),
             "Connection refused (os error 111)"
         );
+    }
+
+    /// A port nothing listens on (bound, then released).
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+        l.local_addr().expect("addr").port()
+    }
+
+    fn sessions_at(port: u16) -> Sessions {
+        Sessions::new(Target {
+            host: "127.0.0.1".into(),
+            port,
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(2),
+        })
+    }
+
+    /// A refused login holds back the other users' logins until the next
+    /// backoff step (one login per step for the whole instance), and the
+    /// wake-up time is that step, not "now" for the users held back.
+    #[test]
+    fn unreachable_server_costs_one_login_per_step() {
+        let mut s = sessions_at(closed_port()).share_unreachable();
+        let pw = Secret::new("x");
+        for u in ["a", "b", "c"] {
+            assert!(s.ensure(u, &pw).is_none());
+        }
+        let tried: Vec<bool> = s.slots.values().map(|x| x.tried).collect();
+        assert_eq!(tried, [true, false, false]);
+        assert!(s.error_of("a").unwrap().contains("connection refused"));
+        assert!(s.error_of("b").unwrap().contains("another user's login"));
+        let step = s.slots["a"].next_attempt;
+        assert_eq!(s.next_due(), Some(step));
+        assert!(step > Instant::now());
+    }
+
+    /// One-shot runs (no `share_unreachable`) try every user and report each.
+    #[test]
+    fn one_shot_tries_every_user() {
+        let mut s = sessions_at(closed_port());
+        let pw = Secret::new("x");
+        for u in ["a", "b"] {
+            assert!(s.ensure(u, &pw).is_none());
+        }
+        assert!(s.slots.values().all(|x| x.tried));
+        assert!(s.error_of("b").unwrap().contains("connection refused"));
     }
 
     #[test]
