@@ -18,6 +18,9 @@ pub struct Opts {
     pub s3_window: u64,
     pub s4_instances: usize,
     pub s4_window: u64,
+    pub s4_settle: u64,
+    pub s4_big: usize,
+    pub s4_ptkill_big: bool,
     pub s5_rounds: usize,
     pub s6_conns: usize,
     pub s6_window: u64,
@@ -29,7 +32,8 @@ pub const USAGE: &str =
     [--server mariadb|mysql|both (both)]\n\
     [--s1-conns N (2000)] [--s2-queries N (20)] [--s2-spread SECS (6)]\n\
     [--s3-conns N (3000)] [--s3-window SECS (20)] [--s4-instances N (50)]\n\
-    [--s4-window SECS (20)] [--s5-rounds N (5)] [--s6-conns N (40)]\n\
+    [--s4-settle SECS (600)] [--s4-window SECS (60)] [--s4-big N (500)]\n\
+    [--s4-ptkill-big] [--s5-rounds N (5)] [--s6-conns N (40)]\n\
     [--s6-window SECS (22)] [--keep]";
 
 pub fn usage_error(msg: &str) -> ! {
@@ -54,7 +58,10 @@ pub fn parse_opts() -> Opts {
         s3_conns: 3000,
         s3_window: 20,
         s4_instances: 50,
-        s4_window: 20,
+        s4_window: 60,
+        s4_settle: 600,
+        s4_big: 500,
+        s4_ptkill_big: false,
         s5_rounds: 5,
         s6_conns: 40,
         s6_window: 22,
@@ -69,6 +76,10 @@ pub fn parse_opts() -> Opts {
             }
             "--keep" => {
                 o.keep = true;
+                continue;
+            }
+            "--s4-ptkill-big" => {
+                o.s4_ptkill_big = true;
                 continue;
             }
             _ => {}
@@ -106,6 +117,8 @@ pub fn parse_opts() -> Opts {
             "--s3-window" => o.s3_window = n().max(1),
             "--s4-instances" => o.s4_instances = n().max(1) as usize,
             "--s4-window" => o.s4_window = n().max(1),
+            "--s4-settle" => o.s4_settle = n(),
+            "--s4-big" => o.s4_big = n().max(1) as usize,
             "--s5-rounds" => o.s5_rounds = n().max(1) as usize,
             "--s6-conns" => o.s6_conns = n().max(1) as usize,
             "--s6-window" => o.s6_window = n().max(1),

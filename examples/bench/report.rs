@@ -96,7 +96,8 @@ pub fn table_line(r: &Row, server: &str) -> String {
         r.scenario,
         fmt_num(r.m(), r.unit),
         fmt_num(r.p(), r.unit),
-        if ratio.is_nan() {
+        // NaN: one tool has no figure; infinite: pt-kill's is 0.
+        if !ratio.is_finite() {
             "n/a".into()
         } else {
             format!("{ratio:.3}x")
