@@ -63,18 +63,13 @@ fn processlist_sql(source: ProcSource, stmt_timers: bool) -> &'static str {
         // of an event not yet ended is the time elapsed so far (picoseconds).
         // MAX: a stored program's nested statements are current too; the
         // outermost one has run longest (and has the smallest EVENT_ID).
-        // A sleeper's: since its last statement ended (that event stays
-        // current until the next), against the start of this very query on
-        // the same timer. A thread that never ran a statement has no event:
-        // NULL, and TIME counts as up to 1 s high.
+        // Not a sleeper's: its last statement's end would be the time it
+        // fell idle, but a connection that has run no statement yet can show
+        // the last statement of the thread that held its slot before
+        // (seconds of "idle" at login). TIME, up to 1 s high, never errs early.
         ProcSource::PerformanceSchema if stmt_timers => {
             "SELECT p.ID, p.USER, p.HOST, p.DB, p.COMMAND, p.TIME, \
-             CASE WHEN p.COMMAND = 'Sleep' THEN \
-             (CAST((SELECT o.TIMER_START FROM performance_schema.events_statements_current o \
-             WHERE o.THREAD_ID = PS_CURRENT_THREAD_ID() ORDER BY o.EVENT_ID LIMIT 1) AS SIGNED) \
-             - CAST((SELECT MAX(e.TIMER_END) FROM performance_schema.threads t \
-             JOIN performance_schema.events_statements_current e ON e.THREAD_ID = t.THREAD_ID \
-             WHERE t.PROCESSLIST_ID = p.ID) AS SIGNED)) DIV 1000000000 ELSE \
+             CASE WHEN p.COMMAND = 'Sleep' THEN NULL ELSE \
              (SELECT MAX(e.TIMER_WAIT) FROM performance_schema.threads t \
              JOIN performance_schema.events_statements_current e ON e.THREAD_ID = t.THREAD_ID \
              WHERE t.PROCESSLIST_ID = p.ID AND e.END_EVENT_ID IS NULL) DIV 1000000000 END, \
@@ -164,12 +159,23 @@ fn processlist_where(s: &mut Session, clause: &str) -> Result<Vec<ProcRow>, Sess
     }
 }
 
+/// MySQL's `TIME` is whole wall-clock seconds since the command began, so
+/// the true elapsed time lies in `[TIME - 1, TIME]` seconds; a timer reading
+/// outside it (with 50 ms for the two clocks' skew) describes something else.
+fn timer_agrees(time: u64, ms: u64) -> bool {
+    let slack = 50;
+    let t = time.saturating_mul(1000);
+    ms <= t.saturating_add(slack) && ms.saturating_add(1000 + slack) >= t
+}
+
 fn to_proc_row(mut r: Row, time_high: bool) -> ProcRow {
     let optional = |v: Option<Value>| match v {
         None | Some(Value::NULL) => None,
         v => Some(number(v)),
     };
-    let time_ms = optional(r.take(6));
+    let time = number(r.take(5));
+    // MySQL's timer reading is trusted only where TIME agrees with it.
+    let time_ms = optional(r.take(6)).filter(|&ms| !time_high || timer_agrees(time, ms));
     ProcRow {
         query_id: optional(r.take(9)),
         id: number(r.take(0)),
@@ -177,7 +183,7 @@ fn to_proc_row(mut r: Row, time_high: bool) -> ProcRow {
         host: text(r.take(2)).unwrap_or_default(),
         db: text(r.take(3)),
         command: text(r.take(4)).unwrap_or_default(),
-        time: number(r.take(5)),
+        time,
         time_ms,
         time_high: time_high && time_ms.is_none(),
         state: text(r.take(7)),
@@ -548,5 +554,20 @@ mod tests {
         );
         assert_eq!(text(Some(Value::NULL)), None);
         assert_eq!(text(None), None);
+    }
+}
+
+#[cfg(test)]
+mod timer_tests {
+    use super::timer_agrees;
+
+    #[test]
+    fn a_timer_is_trusted_only_within_what_time_allows() {
+        // TIME=3: between 2 and 3 s have passed.
+        assert!(timer_agrees(3, 2000) && timer_agrees(3, 2999) && timer_agrees(3, 3000));
+        assert!(!timer_agrees(3, 1800), "TIME says at least 2 s");
+        assert!(!timer_agrees(0, 5000), "a just-connected thread: TIME 0");
+        assert!(timer_agrees(0, 0) && timer_agrees(1, 400));
+        assert!(!timer_agrees(u64::MAX, 0), "absurd TIME: no panic");
     }
 }
