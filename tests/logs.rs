@@ -282,8 +282,10 @@ fn a_down_or_silent_server_is_reported_once_in_words() {
         );
     }
 
-    // watch: each user's failure once (not once per pass), the pass failure
-    // without repeating it, and no driver debug text.
+    // watch: the refused login said once per user at most (not once per
+    // pass; a login that reaches no server holds the instance's other
+    // logins back until the next backoff step, so they may not be tried
+    // yet), the pass failure without repeating it, and no driver debug text.
     let mut w = Watch::start(&t);
     w.wait_status(SECS(30), "both instances failing", |st| {
         ["down", "silent"]
@@ -293,6 +295,7 @@ fn a_down_or_silent_server_is_reported_once_in_words() {
     w.wait_rewrites(4);
     let log = w.log_text();
     assert_no_debug_text(&log);
+    let mut said = 0;
     for user in [&t.app1, &t.app2, &t.mon] {
         let refused = log
             .lines()
@@ -300,8 +303,14 @@ fn a_down_or_silent_server_is_reported_once_in_words() {
                 l.contains("down: cannot connect to") && l.contains(&format!(" as {}: ", user.name))
             })
             .count();
-        assert_eq!(refused, 1, "{}:\n{log}", user.name);
+        assert!(
+            refused <= 1,
+            "{} refused {refused} times:\n{log}",
+            user.name
+        );
+        said += refused;
     }
+    assert!(said >= 1, "the refusal is said:\n{log}");
     let failed: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("down: pass failed"))
