@@ -66,8 +66,16 @@ fn users_and_idle_connections() {
     let idle = srv.open_idle(&app, "pw", 3);
     let ids: Vec<u64> = idle.iter().map(|c| c.connection_id() as u64).collect();
     for id in &ids {
-        let (_, u, cmd, _, _) = srv.thread(*id).expect("idle thread listed");
-        assert_eq!((u.as_str(), cmd.as_str()), (app.as_str(), "Sleep"));
+        // The server marks a thread idle only after it has sent its last
+        // answer, which the client may have read already: poll.
+        wait_until(
+            Duration::from_secs(10),
+            "the idle thread listed as Sleep",
+            || {
+                srv.thread(*id)
+                    .is_some_and(|(_, u, cmd, _, _)| u == app && cmd == "Sleep")
+            },
+        );
     }
 
     // The monitor sees other users' threads but may not kill them.

@@ -392,8 +392,14 @@ fn workload(ctx: &mut Ctx, w: Workload) -> (Churn, Churn) {
         });
         thread::sleep(Duration::from_secs(ctx.o.s6_window));
         tool.stop();
-        // Its last kills reach their clients.
-        thread::sleep(Duration::from_millis(300));
+        // Its last kills reach their clients: a statement client sees its
+        // kill at once, an idle one only at its next BEGIN (up to 3.5 s on),
+        // and must not count it against the next tool.
+        thread::sleep(if w == Workload::Idle {
+            Duration::from_secs(4)
+        } else {
+            Duration::from_millis(300)
+        });
         tally.current.store(0, Ordering::SeqCst);
         let c = tally.runs.lock().expect("tally lock")[run + 1].clone();
         let mut line = format!(
