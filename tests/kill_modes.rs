@@ -420,8 +420,12 @@ fn stuck_in_killed_is_reported_once_and_never_killed_again() {
         .filter(|l| l.contains(&format!("thread {id} user=")) && l.contains(marker))
         .collect();
     assert_eq!(stuck.len(), 1, "reported once:\n{text}");
+    // MySQL: the rolling-back transaction is not always listed under the
+    // killed thread's id in INNODB_TRX by the time of the report (seen
+    // under load); the report then says so rather than guess.
+    let no_trx = s.is_mysql() && stuck[0].contains("no InnoDB transaction");
     assert!(
-        stuck[0].contains(trx_state) && stuck[0].contains(" rows modified"),
+        no_trx || (stuck[0].contains(trx_state) && stuck[0].contains(" rows modified")),
         "with the rollback size: {}",
         stuck[0]
     );

@@ -173,17 +173,27 @@ fn a_restart_with_a_refilling_pool_gives_no_false_no_session_report() {
         st["instances"]["x"]["kills"].as_u64() >= Some(2)
     });
 
-    s.kill9();
-    w.wait_status(SECS(20), "the instance notices the crash", |st| {
-        st["instances"]["x"]["connected"] == false
-    });
-    s.restart();
+    // The pool must win app1's slots after the restart for the test to mean
+    // anything; on a loaded host mysqk's re-login sometimes comes first:
+    // then crash again (at most 3 times), every report still counted.
     let users = [t.app1.name.as_str(), t.mon.name.as_str()];
-    support::wait_until(SECS(20), "the pool takes all of app1's slots", || {
-        pool.live() == pool_size
-    });
-    let kills_before = w.inst("x")["kills"].as_u64().unwrap_or(0);
-    let app1_back = is_connected(&w.status().unwrap_or_default(), "x", &users[..1]);
+    let mut kills_before = 0;
+    let mut app1_back = true;
+    for _ in 0..3 {
+        s.kill9();
+        w.wait_status(SECS(20), "the instance notices the crash", |st| {
+            st["instances"]["x"]["connected"] == false
+        });
+        s.restart();
+        support::wait_until(SECS(20), "the pool takes all of app1's slots", || {
+            pool.live() == pool_size
+        });
+        kills_before = w.inst("x")["kills"].as_u64().unwrap_or(0);
+        app1_back = is_connected(&w.status().unwrap_or_default(), "x", &users[..1]);
+        if !app1_back {
+            break;
+        }
+    }
     if !app1_back {
         // The pool's sleepers become victims while app1's session cannot log in.
         w.wait_log(SECS(20), "is killed when it is");
