@@ -185,6 +185,25 @@ fn watch_for(t: &Setup, commkill: &str) -> Watch {
     w
 }
 
+/// Lets the churn `clients` run for `how_long` under `w` (which must keep
+/// running), then stops them and waits for each.
+fn churn_for(
+    w: &mut Watch,
+    how_long: Duration,
+    stop: &AtomicBool,
+    clients: Vec<thread::JoinHandle<()>>,
+) {
+    let end = Instant::now() + how_long;
+    while Instant::now() < end {
+        w.assert_running();
+        thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().unwrap();
+    }
+}
+
 /// Per 100 targets, for the failure message.
 fn per_100(n: u64, of: u64) -> f64 {
     if of == 0 {
@@ -248,15 +267,7 @@ fn pooled_statement_churn_gets_no_wrong_kills() {
         })
         .collect();
     // Long enough for ~300 statements, about half of them targets.
-    let end = Instant::now() + SECS(20);
-    while Instant::now() < end {
-        w.assert_running();
-        thread::sleep(Duration::from_millis(200));
-    }
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.join().unwrap();
-    }
+    churn_for(&mut w, SECS(20), &stop, clients);
     let t = tally.lock().unwrap();
     let log = w.log_text();
     assert!(
@@ -371,15 +382,7 @@ fn idle_pool_churn_kills_no_transaction() {
             })
         })
         .collect();
-    let end = Instant::now() + SECS(20);
-    while Instant::now() < end {
-        w.assert_running();
-        thread::sleep(Duration::from_millis(200));
-    }
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.join().unwrap();
-    }
+    churn_for(&mut w, SECS(20), &stop, clients);
     let t = tally.lock().unwrap();
     let log = w.log_text();
     assert!(

@@ -27,12 +27,10 @@ use crate::opts::Opts;
 use crate::report::Row;
 use crate::scenario::{progress, Ctx, Scenario, MARIADB_ONLY};
 use crate::server::{Server, APP1, APP2, MON, SCHEMA};
-use crate::tool::{mysqk_watch, pt_kill, Tool};
+use crate::tool::{mysqk_watch, pt_kill, write_ini_file, Tool};
 use mysql::prelude::*;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -96,16 +94,7 @@ fn fleet_ini(
          [db_commkill]\nk_user={}\nk_longtime=3600\nk_sleep=0\n",
         MON.0, IDLE.0
     );
-    let path = dir.join(format!("{name}.ini"));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .expect("write ini");
-    f.write_all(text.as_bytes()).expect("write ini");
-    path
+    write_ini_file(dir, name, &text)
 }
 
 /// One fleet under test: its processes and what it is.

@@ -102,6 +102,12 @@ pub fn write_ini(
         "\n[db_auth]\n{}={}\n{}={}\n{}={}\n\n[db_commconfig]\ndb_puser={}\nrun_max_count=999\ndry_run=0\n\n[db_commkill]\n{commkill}\n",
         APP1.0, APP1.1, APP2.0, APP2.1, MON.0, MON.1, MON.0
     );
+    write_ini_file(dir, name, &text)
+}
+
+/// `<dir>/<name>.ini` holding `text`, readable by its owner only (it holds
+/// passwords, and mysqk warns about a wider mode).
+pub fn write_ini_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(format!("{name}.ini"));
     let mut f = fs::OpenOptions::new()
         .write(true)
