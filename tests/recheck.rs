@@ -151,6 +151,76 @@ fn a_victim_that_changed_between_scan_and_kill_is_left_alone() {
     let _ = runner.join().unwrap();
 }
 
+/// The server-side guard, end to end on each flavour: the victim's
+/// statement is replaced by its connection's next one after the re-check
+/// passed and before the KILL (held there by the debug-build test hook).
+/// The guard reads the thread again inside the server, finds another
+/// statement, and does not kill it: `changed before kill`, and the second
+/// statement runs on.
+#[test]
+fn a_statement_replaced_after_the_recheck_is_left_alone_by_the_guard() {
+    let s = server();
+    let t = Setup::new(&[s]);
+    let ini = t.write(&t.ini_text(
+        "",
+        &[("x", s.addr())],
+        "run_max_count=999\ndry_run=0",
+        &format!("k_user={}\nk_longtime=2\nk_sleep=0", t.app1.name),
+        "",
+    ));
+    let hold = tempfile::tempdir().unwrap();
+    let mut conn = s.connect(&t.app1.name, &t.app1.pw).unwrap();
+    let id = u64::from(conn.connection_id());
+    let (go_next, next_rx) = std::sync::mpsc::channel::<()>();
+    let runner = thread::spawn(move || {
+        let _ = conn.query_drop("SELECT SLEEP(30)");
+        let _ = next_rx.recv();
+        let _ = conn.query_drop("SELECT SLEEP(30)");
+    });
+    // Past the limit on either flavour's clock (MySQL's TIME may read 1 s high).
+    s.wait_query_time(id, 3);
+
+    let mut cmd = mysqk_bin();
+    cmd.args(["kill", "--db", "x", "-c"])
+        .arg(&ini)
+        .env("MYSQK_TEST_HOLD_BEFORE_KILL", hold.path());
+    let held = hold.path().join("held");
+    let kill = thread::spawn(move || run_with_timeout(&mut cmd, SECS(60)));
+    wait_until(
+        SECS(20),
+        "mysqk to re-check and hold before its KILL",
+        || held.exists(),
+    );
+    assert_eq!(std::fs::read_to_string(&held).unwrap(), id.to_string());
+    let (_, old_qid) = query_id(s, id).expect("victim row");
+    s.exec(&format!("KILL QUERY {id}"));
+    go_next.send(()).unwrap();
+    wait_until(
+        SECS(10),
+        "the next statement to start",
+        || matches!(query_id(s, id), Some((c, q)) if c == "Query" && q != old_qid),
+    );
+    let (_, new_qid) = query_id(s, id).unwrap();
+    std::fs::write(hold.path().join("go"), "").unwrap();
+
+    let out = kill.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("changed at the last moment") && stdout.contains("0 killed"),
+        "the guard must have refused the KILL:\n{stdout}\n{stderr}"
+    );
+    assert!(!stderr.contains("guarded KILL refused"), "{stderr}");
+    assert_eq!(
+        query_id(s, id),
+        Some(("Query".into(), new_qid)),
+        "the next statement runs on:\n{stdout}"
+    );
+    s.kill_thread(id);
+    runner.join().unwrap();
+}
+
 /// What the churn clients counted.
 #[derive(Default, Debug)]
 struct Tally {
@@ -271,6 +341,10 @@ fn pooled_statement_churn_gets_no_wrong_kills() {
     let t = tally.lock().unwrap();
     let log = w.log_text();
     assert!(
+        !log.contains("guarded KILL refused"),
+        "every KILL must go out with its server-side guard:\n{log}"
+    );
+    assert!(
         t.targets >= 100 && t.kills >= 10,
         "the churn must have run and been killed at: {t:?}\n{log}"
     );
@@ -385,6 +459,10 @@ fn idle_pool_churn_kills_no_transaction() {
     churn_for(&mut w, SECS(20), &stop, clients);
     let t = tally.lock().unwrap();
     let log = w.log_text();
+    assert!(
+        !log.contains("guarded KILL refused"),
+        "every KILL must go out with its server-side guard:\n{log}"
+    );
     assert!(
         t.targets >= 80 && t.kills >= 10,
         "the churn must have run and been killed at: {t:?}\n{log}"
@@ -551,6 +629,10 @@ fn a_stalled_kill_holds_up_neither_the_loop_nor_other_victims() {
     let line = format!("thread {id1} user={}", t.app1.name);
     w.wait_log(SECS(10), &format!("killed (as {})", t.app1.name));
     let log = w.log_text();
+    assert!(
+        !log.contains("guarded KILL refused"),
+        "every KILL must go out with its server-side guard:\n{log}"
+    );
     assert!(
         log.lines()
             .any(|l| l.contains(&line) && l.contains("no answer yet")),

@@ -12,6 +12,13 @@
 //! - a sleeper must still be `Sleep`, with an idle time that kept growing
 //!   (a wake-up restarts it) and, where the server tells, the same last
 //!   statement (`QUERY_ID`);
+//! - a statement victim must not have begun to finish on its own: a thread
+//!   whose statement has done its work passes through the stages below
+//!   ([`FINISHING_STATES`]) while it answers and goes idle. A KILL there
+//!   comes too late to stop the statement; a connection KILL then takes the
+//!   connection's next statement down instead (MySQL: a query KILL may too).
+//!   A victim that was already in such a stage when the rule chose it (stuck
+//!   in `query end` waiting for a commit) is still killed;
 //! - a statement victim must still run the same statement: the same
 //!   statement id where the server has one (MariaDB's `QUERY_ID`; MySQL's
 //!   `EVENT_ID` of the outermost running statement, which a CALL keeps
@@ -86,6 +93,47 @@ fn time_kept_growing(old: &ProcRow, new: &ProcRow) -> bool {
     }
 }
 
+/// The stages (SHOW PROCESSLIST `State`, lower case) a statement passes
+/// through once its work is done, on MariaDB 10.11 and MySQL 8-9, seen by
+/// polling pooled churn: it answers from the last of them.
+pub const FINISHING_STATES: &[&str] = &[
+    "end",
+    "end of update loop",
+    "query end",
+    "closing tables",
+    "starting cleanup",
+    "freeing items",
+    "updating status",
+    "logging slow query",
+    "cleaning up",
+    "reset for next command",
+];
+
+/// Is `state` one of the [`FINISHING_STATES`]?
+pub fn is_finishing(state: Option<&str>) -> bool {
+    state.is_some_and(|s| {
+        FINISHING_STATES
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(s.trim()))
+    })
+}
+
+/// A statement victim chosen while it worked that has since begun to finish
+/// by itself (a stage of [`FINISHING_STATES`], or its statement text gone).
+pub fn began_finishing(old: &ProcRow, new: &ProcRow) -> Option<String> {
+    if old.command == "Sleep" || is_finishing(old.state.as_deref()) {
+        return None;
+    }
+    if is_finishing(new.state.as_deref()) {
+        return Some(format!(
+            "its statement is finishing by itself (state {})",
+            new.state.as_deref().unwrap_or_default().to_lowercase()
+        ));
+    }
+    (old.info.is_some() && new.info.is_none())
+        .then(|| "its statement is finishing by itself (no statement text)".to_string())
+}
+
 fn secs(r: &ProcRow) -> String {
     let ms = r.elapsed_ms();
     format!("{}.{} s", ms / 1000, (ms % 1000) / 100)
@@ -118,6 +166,9 @@ fn same_work(old: &ProcRow, new: &ProcRow) -> Result<(), String> {
     }
     if new.command == "Sleep" {
         return Err("its statement ended: now idle".into());
+    }
+    if let Some(why) = began_finishing(old, new) {
+        return Err(why);
     }
     // The same query id is the same statement. A different one is not
     // enough to say it changed: inside a stored program every statement
@@ -276,6 +327,41 @@ mod tests {
         assert!(changed(check(&v, &[other])));
         // The statement ended and the connection is idle now.
         assert!(changed(check(&v, &[row(7, "Sleep", 1, None)])));
+    }
+
+    #[test]
+    fn a_statement_that_began_to_finish_is_left_alone() {
+        let mut old = row(7, "Query", 2_010, Some(500));
+        old.state = Some("User sleep".into());
+        let mut now = row(7, "Query", 2_011, Some(500));
+        for state in [
+            "Freeing items",
+            "query end",
+            "cleaning up",
+            "Reset for next command",
+        ] {
+            now.state = Some(state.into());
+            let v = check(&long(old.clone()), std::slice::from_ref(&now));
+            assert!(
+                matches!(&v, Verdict::Changed(w) if w.contains("finishing")),
+                "{state}: {v:?}"
+            );
+        }
+        // Its text gone: the server has reset the statement.
+        now.state = Some("starting".into());
+        now.info = None;
+        assert!(changed(check(
+            &long(old.clone()),
+            std::slice::from_ref(&now)
+        )));
+        // Still working: the same.
+        now.state = Some("User sleep".into());
+        now.info = old.info.clone();
+        assert_eq!(check(&long(old.clone()), &[now.clone()]), Verdict::Same);
+        // Chosen while already stuck finishing (a commit that waits): killed.
+        old.state = Some("query end".into());
+        now.state = Some("query end".into());
+        assert_eq!(check(&long(old), &[now]), Verdict::Same);
     }
 
     #[test]

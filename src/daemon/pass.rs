@@ -257,31 +257,12 @@ fn recheck_victims(
     (still, out)
 }
 
-/// Test hook (debug builds only): with `MYSQK_TEST_HOLD_BEFORE_RECHECK=DIR`
-/// a pass that decided to kill writes the victim ids to `DIR/held` and
-/// waits for `DIR/go` before its re-check, so a test can change a victim
-/// between the decision and the kill deterministically.
-#[cfg(debug_assertions)]
+/// Test hook: `MYSQK_TEST_HOLD_BEFORE_RECHECK=DIR` holds a pass that
+/// decided to kill before its re-check ([`crate::server::testhook`]).
 fn hold_before_recheck(victims: &[Victim]) {
-    let Some(dir) = std::env::var_os("MYSQK_TEST_HOLD_BEFORE_RECHECK") else {
-        return;
-    };
-    let dir = std::path::PathBuf::from(dir);
-    let ids: Vec<String> = victims.iter().map(|v| v.row.id.to_string()).collect();
-    let go = dir.join("go");
-    if std::fs::write(dir.join("held"), ids.join(",")).is_err() {
-        return;
-    }
-    let end = Instant::now() + Duration::from_secs(30);
-    while !go.exists() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = std::fs::remove_file(&go);
-    let _ = std::fs::remove_file(dir.join("held"));
+    let ids: Vec<u64> = victims.iter().map(|v| v.row.id).collect();
+    crate::server::testhook::hold("MYSQK_TEST_HOLD_BEFORE_RECHECK", &ids);
 }
-
-#[cfg(not(debug_assertions))]
-fn hold_before_recheck(_: &[Victim]) {}
 
 /// A whole pass with the instance's rules (possibly overridden by the caller).
 /// `skip` lists thread ids already handled (dry-run dedupe, pending verification).

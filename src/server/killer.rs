@@ -574,8 +574,9 @@ fn guarded(s: &Session, it: &Item) -> Option<Guard> {
                 format!("COMMAND = 'Sleep' AND QUERY_ID = {qid}")
             } else {
                 format!(
-                    "COMMAND NOT IN ('Sleep', 'Killed') AND (QUERY_ID = {qid} OR TIME_MS >= {ms})",
-                    ms = it.row.elapsed_ms()
+                    "COMMAND NOT IN ('Sleep', 'Killed') AND (QUERY_ID = {qid} OR TIME_MS >= {ms}){working}",
+                    ms = it.row.elapsed_ms(),
+                    working = still_working(&it.row),
                 )
             };
             Some(Guard::Block(format!(
@@ -624,8 +625,30 @@ fn mysql_still(row: &ProcRow) -> Option<String> {
     Some(if row.command == "Sleep" {
         format!("COMMAND = 'Sleep' AND TIME >= {t}")
     } else {
-        format!("COMMAND <> 'Sleep' AND TIME >= {t}")
+        format!("COMMAND <> 'Sleep' AND TIME >= {t}{}", still_working(row))
     })
+}
+
+/// The server-side half of [`recheck::began_finishing`]: a statement chosen
+/// while it worked must not have begun to finish by the time the guard reads
+/// it. Empty for one chosen while already finishing (it may be stuck there).
+fn still_working(row: &ProcRow) -> String {
+    if recheck::is_finishing(row.state.as_deref()) {
+        return String::new();
+    }
+    let states: Vec<String> = recheck::FINISHING_STATES
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect();
+    let info = if row.info.is_some() {
+        " AND INFO IS NOT NULL"
+    } else {
+        ""
+    };
+    format!(
+        " AND LOWER(IFNULL(STATE, '')) NOT IN ({}){info}",
+        states.join(", ")
+    )
 }
 
 /// Runs every statement of a multi-statement `sql`; the first error, if
@@ -646,6 +669,17 @@ fn changed_at_last_moment() -> Answer {
     })
 }
 
+/// A server that does not take the guard gets the plain KILL (the re-check
+/// alone), and the log says so: the tests fail on this line, so a guard
+/// broken by an edit cannot pass for one that works.
+fn guard_refused(s: &Session, e: &mysql::Error) {
+    log::warn!(
+        "guarded KILL refused as {} ({}): the KILL is sent without its guard",
+        s.user,
+        error_text(e)
+    );
+}
+
 /// One KILL on `s`. `Err`: the connection broke.
 fn send_one(s: &mut Session, it: &Item, cmd: KillCmd) -> Result<Answer, String> {
     let mut sql = it.sql.clone();
@@ -654,13 +688,15 @@ fn send_one(s: &mut Session, it: &Item, cmd: KillCmd) -> Result<Answer, String> 
             via: s.user.clone(),
         }))
     };
+    // Test hook: after the re-check, before the (guarded) KILL.
+    super::testhook::hold("MYSQK_TEST_HOLD_BEFORE_KILL", &[it.row.id]);
     match guarded(s, it) {
         Some(Guard::Block(g)) => match s.conn.query_first::<u8, _>(&g) {
             Ok(Some(1)) => return killed(),
             Ok(_) => return Ok(changed_at_last_moment()),
             Err(e) => match error_code(&e) {
                 // Not in this server's grammar after all: the plain KILL.
-                Some(1064) => {}
+                Some(1064) => guard_refused(s, &e),
                 _ => return kill_error(s, &sql, &e),
             },
         },
@@ -669,7 +705,7 @@ fn send_one(s: &mut Session, it: &Item, cmd: KillCmd) -> Result<Answer, String> 
             Err(e) => match error_code(&e) {
                 // `KILL NULL`: the check found no such thread any more.
                 Some(ER_NO_SUCH_THREAD) => return Ok(changed_at_last_moment()),
-                Some(1064) => {}
+                Some(1064) => guard_refused(s, &e),
                 _ => return kill_error(s, &sql, &e),
             },
         },
@@ -941,8 +977,22 @@ mod tests {
             mysql_still(&row("Sleep", 4, None)).as_deref(),
             Some("COMMAND = 'Sleep' AND TIME >= 4")
         );
+        let g = mysql_still(&row("Query", 3, Some("SELECT '\u{e9}'"))).unwrap_or_default();
+        assert!(
+            g.starts_with(
+                "COMMAND <> 'Sleep' AND TIME >= 3 AND LOWER(IFNULL(STATE, '')) NOT IN ('end', "
+            ),
+            "{g}"
+        );
+        assert!(
+            g.ends_with("'reset for next command') AND INFO IS NOT NULL"),
+            "{g}"
+        );
+        // Chosen while already finishing (maybe stuck there): no such clause.
+        let mut stuck = row("Query", 3, Some("COMMIT"));
+        stuck.state = Some("query end".into());
         assert_eq!(
-            mysql_still(&row("Query", 3, Some("SELECT '\u{e9}'"))).as_deref(),
+            mysql_still(&stuck).as_deref(),
             Some("COMMAND <> 'Sleep' AND TIME >= 3")
         );
     }

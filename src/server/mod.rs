@@ -7,3 +7,4 @@ pub mod inspector;
 pub mod killer;
 pub mod resync;
 pub mod session;
+pub mod testhook;
