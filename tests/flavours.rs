@@ -147,6 +147,48 @@ fn never_early_200_statements_of_0_9_s_survive_a_3_s_one_is_killed() {
     assert!(w.terminate(SECS(10)).success());
 }
 
+/// MySQL's `TIME` is the second now less the second the statement began,
+/// so a statement that began early in its second reads low: 2 after 2.4 s
+/// (its timer says 2.4 s). Such a reading once made mysqk distrust the
+/// timer and take `TIME` as up to 1 s high, so the statement counted as 1 s
+/// and was not killed at `k_longtime=2` until `TIME` read 3, about half of
+/// all statements a second late. A one-shot kill at 2.4 s must kill it.
+#[test]
+fn a_statement_that_began_early_in_its_second_is_killed_on_time() {
+    let s = server();
+    let t = Setup::new(&[s]);
+    let ini = t.write(&t.ini_text(
+        "",
+        &[("x", s.addr())],
+        "run_max_count=999\ndry_run=0",
+        &format!("k_user={}\nk_longtime=2", t.app1.name),
+        "",
+    ));
+    let subsec = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_millis())
+            .unwrap_or(0)
+    };
+    // Early in a wall-clock second (the server shares this clock).
+    while !(50..=250).contains(&subsec()) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let started = std::time::Instant::now();
+    let q = t.query(s, &t.app1, "SELECT SLEEP(20)");
+    let id = q.conn_id;
+    thread::sleep(Duration::from_millis(2400).saturating_sub(started.elapsed()));
+    let (code, out) = mysqk(&["kill", "-c", &ini.to_string_lossy(), "--db", "x"]);
+    let ran = started.elapsed();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("1 killed"),
+        "a statement {:.1} s old at k_longtime=2 (thread {id}) must be killed:\n{out}",
+        ran.as_secs_f64()
+    );
+    assert_killed(q, SECS(10), &out);
+}
+
 /// CONNECTION ADMIN (MySQL: CONNECTION_ADMIN) and PROCESS that come only
 /// through a default role: the session reads every thread and kills another
 /// user's; an account name with `@`, `'` and `%` is read right.

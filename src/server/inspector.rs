@@ -159,13 +159,17 @@ fn processlist_where(s: &mut Session, clause: &str) -> Result<Vec<ProcRow>, Sess
     }
 }
 
-/// MySQL's `TIME` is whole wall-clock seconds since the command began, so
-/// the true elapsed time lies in `[TIME - 1, TIME]` seconds; a timer reading
-/// outside it (with 50 ms for the two clocks' skew) describes something else.
+/// MySQL's `TIME` is the wall-clock second now less the second the command
+/// began, so it reads up to 1 s high or low: 0.7 s reads 0 or 1, 1.7 s
+/// reads 1 or 2. The true elapsed time lies within 1 s of `TIME` either
+/// way; a timer reading outside that (with 50 ms for the two clocks' skew)
+/// describes something else. (Only its being high matters for never
+/// killing early; a low `TIME` once made half of all good readings look
+/// wrong here, and statements that had reached the limit were not killed.)
 fn timer_agrees(time: u64, ms: u64) -> bool {
     let slack = 50;
     let t = time.saturating_mul(1000);
-    ms <= t.saturating_add(slack) && ms.saturating_add(1000 + slack) >= t
+    ms <= t.saturating_add(1000 + slack) && ms.saturating_add(1000 + slack) >= t
 }
 
 fn to_proc_row(mut r: Row, time_high: bool) -> ProcRow {
@@ -563,11 +567,15 @@ mod timer_tests {
 
     #[test]
     fn a_timer_is_trusted_only_within_what_time_allows() {
-        // TIME=3: between 2 and 3 s have passed.
+        // TIME=3: between 2 and 4 s have passed.
         assert!(timer_agrees(3, 2000) && timer_agrees(3, 2999) && timer_agrees(3, 3000));
-        assert!(!timer_agrees(3, 1800), "TIME says at least 2 s");
+        assert!(!timer_agrees(3, 1800), "TIME says more than 2 s");
+        assert!(!timer_agrees(3, 4200), "TIME says less than 4 s");
         assert!(!timer_agrees(0, 5000), "a just-connected thread: TIME 0");
         assert!(timer_agrees(0, 0) && timer_agrees(1, 400));
+        // Seen on MySQL 9.7 in about half of all readings under churn: a
+        // statement that began late in its second shows a low TIME.
+        assert!(timer_agrees(0, 700) && timer_agrees(1, 1704) && timer_agrees(2, 2950));
         assert!(!timer_agrees(u64::MAX, 0), "absurd TIME: no panic");
     }
 }
