@@ -19,7 +19,7 @@
 //! - `measure.rs`: CPU and memory from /proc, server counters, percentiles.
 //! - `report.rs`: the rows and the markdown table.
 //! - `scenario.rs`: what a scenario is and what it is given (`Ctx`).
-//! - `s1.rs` ... `s6.rs`: one scenario each (their headers say what they
+//! - `s1.rs` ... `s7.rs`: one scenario each (their headers say what they
 //!   measure); `SCENARIOS` below lists them in the order they run.
 //!
 //! Tools run in turn (mysqk, pt-kill, mysqk, pt-kill, ...). Every time the
@@ -39,6 +39,7 @@ mod s3;
 mod s4;
 mod s5;
 mod s6;
+mod s7;
 mod scenario;
 mod server;
 mod tool;
@@ -62,6 +63,7 @@ const SCENARIOS: &[Scenario] = &[
     s4::SCENARIO,
     s5::SCENARIO,
     s6::SCENARIO,
+    s7::SCENARIO,
 ];
 
 fn main() {

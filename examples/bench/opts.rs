@@ -24,6 +24,7 @@ pub struct Opts {
     pub s5_rounds: usize,
     pub s6_conns: usize,
     pub s6_window: u64,
+    pub s7_tries: usize,
     pub keep: bool,
 }
 
@@ -34,7 +35,7 @@ pub const USAGE: &str =
     [--s3-conns N (3000)] [--s3-window SECS (20)] [--s4-instances N (50)]\n\
     [--s4-settle SECS (600)] [--s4-window SECS (60)] [--s4-big N (500)]\n\
     [--s4-ptkill-big] [--s5-rounds N (5)] [--s6-conns N (40)]\n\
-    [--s6-window SECS (22)] [--keep]";
+    [--s6-window SECS (22)] [--s7-tries N (25)] [--keep]";
 
 pub fn usage_error(msg: &str) -> ! {
     eprintln!("bench: {msg}\n{USAGE}");
@@ -65,6 +66,7 @@ pub fn parse_opts() -> Opts {
         s5_rounds: 5,
         s6_conns: 40,
         s6_window: 22,
+        s7_tries: 25,
         keep: false,
     };
     let mut it = std::env::args().skip(1);
@@ -122,6 +124,7 @@ pub fn parse_opts() -> Opts {
             "--s5-rounds" => o.s5_rounds = n().max(1) as usize,
             "--s6-conns" => o.s6_conns = n().max(1) as usize,
             "--s6-window" => o.s6_window = n().max(1),
+            "--s7-tries" => o.s7_tries = n().max(1) as usize,
             _ => usage_error(&format!("unknown flag {flag}")),
         }
     }

@@ -544,7 +544,7 @@ fn send_lane(
 /// statement down with it (seen in about 2 kills of 100 under pooled churn
 /// on a loaded host, on both servers). `KILL QUERY ID` needs no guard: it
 /// names the statement itself.
-enum Guard {
+pub enum Guard {
     /// MariaDB: an anonymous compound statement that answers 1 (killed) or
     /// 0 (changed).
     Block(String),
@@ -555,53 +555,85 @@ enum Guard {
     Var(String),
 }
 
+impl Guard {
+    /// What goes to the server.
+    pub fn sql(&self) -> &str {
+        match self {
+            Guard::Block(g) | Guard::Var(g) => g,
+        }
+    }
+
+    /// Sends the guarded KILL on `conn`: `Ok(true)` killed, `Ok(false)` the
+    /// server found the victim changed and killed nothing. `Err` as the
+    /// server said it (1064: not in this server's grammar).
+    pub fn send(&self, conn: &mut mysql::Conn) -> Result<bool, mysql::Error> {
+        match self {
+            Guard::Block(g) => Ok(conn.query_first::<u8, _>(g)? == Some(1)),
+            Guard::Var(g) => match run_all(conn, g) {
+                Ok(()) => Ok(true),
+                // `KILL NULL`: the check found no such thread any more.
+                Err(e) if error_code(&e) == Some(ER_NO_SUCH_THREAD) => Ok(false),
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
+
 /// The user variable a MySQL guard passes the checked id in.
 const GUARD_VAR: &str = "@mysqk_victim";
 
 fn guarded(s: &Session, it: &Item) -> Option<Guard> {
-    if it.sql.starts_with("KILL QUERY ID") || it.sql.contains("_query_id(") {
+    guard_for(s.flavor, s.proc_source, &it.sql, &it.row)
+}
+
+/// How mysqk guards `kill` (the KILL it chose for `row`, e.g. `KILL 7`) on
+/// a server of `flavor` that it reads the processlist of from `source`.
+/// `None`: no guard, the re-check alone (the KILL names the statement
+/// itself, or nothing the server shows tells a successor apart). Public for
+/// the bench, which measures the window a guard leaves (S7).
+pub fn guard_for(flavor: Flavor, source: ProcSource, kill: &str, row: &ProcRow) -> Option<Guard> {
+    if kill.starts_with("KILL QUERY ID") || kill.contains("_query_id(") {
         return None;
     }
-    match s.flavor {
+    match flavor {
         Flavor::MariaDb => {
-            let qid = it.row.query_id?;
+            let qid = row.query_id?;
             // A statement: the same query id, or (a stored program moves on
             // to its next statement) a command that has run at least as
             // long as it had; a pooled connection's next statement starts
             // again from 0. A sleeper: still asleep after the same last
             // statement.
-            let still = if it.row.command == "Sleep" {
+            let still = if row.command == "Sleep" {
                 format!("COMMAND = 'Sleep' AND QUERY_ID = {qid}")
             } else {
                 format!(
                     "COMMAND NOT IN ('Sleep', 'Killed') AND (QUERY_ID = {qid} OR TIME_MS >= {ms}){working}",
-                    ms = it.row.elapsed_ms(),
-                    working = still_working(&it.row),
+                    ms = row.elapsed_ms(),
+                    working = still_working(row),
                 )
             };
             Some(Guard::Block(format!(
                 "BEGIN NOT ATOMIC IF EXISTS (SELECT 1 FROM information_schema.PROCESSLIST \
                  WHERE ID = {id} AND {still}) THEN {kill}; SELECT 1; ELSE SELECT 0; END IF; END",
-                id = it.row.id,
-                kill = it.sql,
+                id = row.id,
             )))
         }
         _ => {
             // Only the plain KILL takes an expression (a procedure given
             // NULL might do anything).
-            let kill = it.sql.strip_suffix(&it.row.id.to_string())?;
+            let kill = kill.strip_suffix(&row.id.to_string())?;
             if !kill.starts_with("KILL ") {
                 return None;
             }
-            let table = match s.proc_source {
+            let table = match source {
                 ProcSource::PerformanceSchema => "performance_schema.processlist",
                 ProcSource::InformationSchema(_) => "information_schema.PROCESSLIST",
             };
             Some(Guard::Var(format!(
                 "SET {GUARD_VAR} := (SELECT ID FROM {table} \
                  WHERE ID = {id} AND {still} LIMIT 1); {kill}{GUARD_VAR}",
-                id = it.row.id,
-                still = mysql_still(&it.row)?,
+                id = row.id,
+                still = mysql_still(row)?,
             )))
         }
     }
@@ -690,26 +722,14 @@ fn send_one(s: &mut Session, it: &Item, cmd: KillCmd) -> Result<Answer, String> 
     };
     // Test hook: after the re-check, before the (guarded) KILL.
     super::testhook::hold("MYSQK_TEST_HOLD_BEFORE_KILL", &[it.row.id]);
-    match guarded(s, it) {
-        Some(Guard::Block(g)) => match s.conn.query_first::<u8, _>(&g) {
-            Ok(Some(1)) => return killed(),
-            Ok(_) => return Ok(changed_at_last_moment()),
-            Err(e) => match error_code(&e) {
-                // Not in this server's grammar after all: the plain KILL.
-                Some(1064) => guard_refused(s, &e),
-                _ => return kill_error(s, &sql, &e),
-            },
-        },
-        Some(Guard::Var(g)) => match run_all(&mut s.conn, &g) {
-            Ok(()) => return killed(),
-            Err(e) => match error_code(&e) {
-                // `KILL NULL`: the check found no such thread any more.
-                Some(ER_NO_SUCH_THREAD) => return Ok(changed_at_last_moment()),
-                Some(1064) => guard_refused(s, &e),
-                _ => return kill_error(s, &sql, &e),
-            },
-        },
-        None => {}
+    if let Some(g) = guarded(s, it) {
+        match g.send(&mut s.conn) {
+            Ok(true) => return killed(),
+            Ok(false) => return Ok(changed_at_last_moment()),
+            // Not in this server's grammar after all: the plain KILL.
+            Err(e) if error_code(&e) == Some(1064) => guard_refused(s, &e),
+            Err(e) => return kill_error(s, &sql, &e),
+        }
     }
     loop {
         let e = match s.conn.query_drop(&sql) {
