@@ -556,13 +556,6 @@ pub enum Guard {
 }
 
 impl Guard {
-    /// What goes to the server.
-    pub fn sql(&self) -> &str {
-        match self {
-            Guard::Block(g) | Guard::Var(g) => g,
-        }
-    }
-
     /// Sends the guarded KILL on `conn`: `Ok(true)` killed, `Ok(false)` the
     /// server found the victim changed and killed nothing. `Err` as the
     /// server said it (1064: not in this server's grammar).
