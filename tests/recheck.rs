@@ -57,6 +57,54 @@ fn query_id(srv: &Server, id: u64) -> Option<(String, u64)> {
     srv.query::<(String, u64)>(&sql).into_iter().next()
 }
 
+/// A pooled connection running `SELECT SLEEP(30)` twice in a row; the
+/// second starts when the test replaces the first.
+struct Pooled {
+    id: u64,
+    go_next: std::sync::mpsc::Sender<()>,
+    runner: thread::JoinHandle<()>,
+}
+
+impl Pooled {
+    fn start(s: &Server, user: &User) -> Pooled {
+        let mut conn = s.connect(&user.name, &user.pw).unwrap();
+        let id = u64::from(conn.connection_id());
+        let (go_next, next_rx) = std::sync::mpsc::channel::<()>();
+        let runner = thread::spawn(move || {
+            let _ = conn.query_drop("SELECT SLEEP(30)");
+            let _ = next_rx.recv();
+            let _ = conn.query_drop("SELECT SLEEP(30)");
+        });
+        Pooled {
+            id,
+            go_next,
+            runner,
+        }
+    }
+
+    /// Ends the first statement and waits for the second: the id of the
+    /// statement now running.
+    fn replace(&self, s: &Server) -> u64 {
+        let id = self.id;
+        let (_, old_qid) = query_id(s, id).expect("statement victim row");
+        s.exec(&format!("KILL QUERY {id}"));
+        self.go_next.send(()).unwrap();
+        wait_until(
+            SECS(10),
+            "the next statement to start",
+            || matches!(query_id(s, id), Some((c, q)) if c == "Query" && q != old_qid),
+        );
+        query_id(s, id).unwrap().1
+    }
+
+    fn finish(self, s: &Server) {
+        s.kill_thread(self.id);
+        // (An interrupted SLEEP() may return 1 rather than an error: only
+        // the processlist tells who ended what.)
+        self.runner.join().unwrap();
+    }
+}
+
 /// A statement victim whose statement is replaced by another (same text, same
 /// connection) and an idle victim that woke up, both between the decision and
 /// the re-check (held there by the debug-build test hook): neither is killed,
@@ -74,17 +122,10 @@ fn a_victim_that_changed_between_scan_and_kill_is_left_alone() {
     ));
     let hold = tempfile::tempdir().unwrap();
 
-    // The statement victim: a pooled connection running SLEEP(30) twice in a
-    // row; the test lets the second one start once mysqk has decided.
-    let mut stmt_conn = s.connect(&t.app1.name, &t.app1.pw).unwrap();
-    let stmt_id = u64::from(stmt_conn.connection_id());
-    let (go_next, next_rx) = std::sync::mpsc::channel::<()>();
-    let runner = thread::spawn(move || {
-        let first = stmt_conn.query_drop("SELECT SLEEP(30)");
-        let _ = next_rx.recv();
-        let second = stmt_conn.query_drop("SELECT SLEEP(30)");
-        (first, second)
-    });
+    // The statement victim: the test lets its second statement start once
+    // mysqk has decided.
+    let stmt = Pooled::start(s, &t.app1);
+    let stmt_id = stmt.id;
     // The idle victim: asleep for 3 s and more when the pass decides.
     let mut idle = s.connect(&t.app1.name, &t.app1.pw).unwrap();
     let idle_id = u64::from(idle.connection_id());
@@ -111,15 +152,7 @@ fn a_victim_that_changed_between_scan_and_kill_is_left_alone() {
 
     // Between the decision and the re-check: the statement is replaced by
     // the next one on the same connection, the idle connection wakes up.
-    let (_, old_qid) = query_id(s, stmt_id).expect("statement victim row");
-    s.exec(&format!("KILL QUERY {stmt_id}"));
-    go_next.send(()).unwrap();
-    wait_until(
-        SECS(10),
-        "the next statement to start",
-        || matches!(query_id(s, stmt_id), Some((c, q)) if c == "Query" && q != old_qid),
-    );
-    let (_, new_qid) = query_id(s, stmt_id).unwrap();
+    let new_qid = stmt.replace(s);
     idle.query_drop("SELECT 1").unwrap();
     std::fs::write(hold.path().join("go"), "").unwrap();
 
@@ -144,11 +177,7 @@ fn a_victim_that_changed_between_scan_and_kill_is_left_alone() {
     );
     idle.query_drop("SELECT 1")
         .expect("the woken connection was not killed");
-
-    // (An interrupted SLEEP() may return 1 rather than an error: only the
-    // processlist above tells who ended what.)
-    s.kill_thread(stmt_id);
-    let _ = runner.join().unwrap();
+    stmt.finish(s);
 }
 
 /// The server-side guard, end to end on each flavour: the victim's
@@ -169,14 +198,8 @@ fn a_statement_replaced_after_the_recheck_is_left_alone_by_the_guard() {
         "",
     ));
     let hold = tempfile::tempdir().unwrap();
-    let mut conn = s.connect(&t.app1.name, &t.app1.pw).unwrap();
-    let id = u64::from(conn.connection_id());
-    let (go_next, next_rx) = std::sync::mpsc::channel::<()>();
-    let runner = thread::spawn(move || {
-        let _ = conn.query_drop("SELECT SLEEP(30)");
-        let _ = next_rx.recv();
-        let _ = conn.query_drop("SELECT SLEEP(30)");
-    });
+    let stmt = Pooled::start(s, &t.app1);
+    let id = stmt.id;
     // Past the limit on either flavour's clock (MySQL's TIME may read 1 s high).
     s.wait_query_time(id, 3);
 
@@ -192,15 +215,7 @@ fn a_statement_replaced_after_the_recheck_is_left_alone_by_the_guard() {
         || held.exists(),
     );
     assert_eq!(std::fs::read_to_string(&held).unwrap(), id.to_string());
-    let (_, old_qid) = query_id(s, id).expect("victim row");
-    s.exec(&format!("KILL QUERY {id}"));
-    go_next.send(()).unwrap();
-    wait_until(
-        SECS(10),
-        "the next statement to start",
-        || matches!(query_id(s, id), Some((c, q)) if c == "Query" && q != old_qid),
-    );
-    let (_, new_qid) = query_id(s, id).unwrap();
+    let new_qid = stmt.replace(s);
     std::fs::write(hold.path().join("go"), "").unwrap();
 
     let out = kill.join().unwrap();
@@ -217,8 +232,7 @@ fn a_statement_replaced_after_the_recheck_is_left_alone_by_the_guard() {
         Some(("Query".into(), new_qid)),
         "the next statement runs on:\n{stdout}"
     );
-    s.kill_thread(id);
-    runner.join().unwrap();
+    stmt.finish(s);
 }
 
 /// What the churn clients counted.
