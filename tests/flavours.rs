@@ -107,13 +107,7 @@ fn performance_schema_off_still_sees_and_kills() {
 fn never_early_200_statements_of_0_9_s_survive_a_3_s_one_is_killed() {
     let s = server();
     let t = Setup::new(&[s]);
-    t.write(&t.ini_text(
-        "",
-        &[("x", s.addr())],
-        "run_max_count=999\ndry_run=0",
-        &format!("k_user={}\nk_longtime=1", t.app1.name),
-        "",
-    ));
+    t.kill_ini(s.addr(), &format!("k_user={}\nk_longtime=1", t.app1.name));
     let mut w = Watch::start(&t);
     w.wait_connected(&["x"], &[&t.app1, &t.app2, &t.mon]);
 
@@ -157,13 +151,7 @@ fn never_early_200_statements_of_0_9_s_survive_a_3_s_one_is_killed() {
 fn a_statement_that_began_early_in_its_second_is_killed_on_time() {
     let s = server();
     let t = Setup::new(&[s]);
-    let ini = t.write(&t.ini_text(
-        "",
-        &[("x", s.addr())],
-        "run_max_count=999\ndry_run=0",
-        &format!("k_user={}\nk_longtime=2", t.app1.name),
-        "",
-    ));
+    let ini = t.kill_ini(s.addr(), &format!("k_user={}\nk_longtime=2", t.app1.name));
     let subsec = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -186,13 +186,7 @@ fn a_storm_is_one_line_per_kill_plus_one_summary_in_one_time_zone() {
 fn one_shot_lines_carry_time_and_say_dry_run_plainly() {
     let s = server();
     let t = Setup::new(&[s]);
-    t.write(&t.ini_text(
-        "",
-        &[("x", s.addr())],
-        "run_max_count=999\ndry_run=0",
-        &format!("k_user={}\nk_longtime=1", t.app1.name),
-        "",
-    ));
+    t.kill_ini(s.addr(), &format!("k_user={}\nk_longtime=1", t.app1.name));
     let q = t.query(s, &t.app1, "SELECT SLEEP(30) AS dry");
     s.wait_query_time(q.conn_id, 1);
     let out = run_with_timeout(

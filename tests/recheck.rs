@@ -105,6 +105,39 @@ impl Pooled {
     }
 }
 
+/// `mysqk kill -c ini --db x` with the debug-build test hook `var`, which
+/// holds it at one point of its pass until the test says go.
+struct HeldKill {
+    dir: tempfile::TempDir,
+    run: thread::JoinHandle<std::process::Output>,
+}
+
+impl HeldKill {
+    /// Starts it and waits until it holds: the thread ids it holds for.
+    fn start(ini: &std::path::Path, var: &str, what: &str) -> (HeldKill, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = mysqk_bin();
+        cmd.args(["kill", "--db", "x", "-c"])
+            .arg(ini)
+            .env(var, dir.path());
+        let run = thread::spawn(move || run_with_timeout(&mut cmd, SECS(60)));
+        let held = dir.path().join("held");
+        wait_until(SECS(20), what, || held.exists());
+        let ids = std::fs::read_to_string(&held).unwrap();
+        (HeldKill { dir, run }, ids)
+    }
+
+    /// Lets it go on; its stdout and stderr once it has exited 0.
+    fn go(self) -> (String, String) {
+        std::fs::write(self.dir.path().join("go"), "").unwrap();
+        let out = self.run.join().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        (stdout, stderr)
+    }
+}
+
 /// A statement victim whose statement is replaced by another (same text, same
 /// connection) and an idle victim that woke up, both between the decision and
 /// the re-check (held there by the debug-build test hook): neither is killed,
@@ -113,14 +146,10 @@ impl Pooled {
 fn a_victim_that_changed_between_scan_and_kill_is_left_alone() {
     let s = server();
     let t = Setup::new(&[s]);
-    let ini = t.write(&t.ini_text(
-        "",
-        &[("x", s.addr())],
-        "run_max_count=999\ndry_run=0",
+    let ini = t.kill_ini(
+        s.addr(),
         &format!("k_user={}\nk_longtime=2\nk_sleep=3", t.app1.name),
-        "",
-    ));
-    let hold = tempfile::tempdir().unwrap();
+    );
 
     // The statement victim: the test lets its second statement start once
     // mysqk has decided.
@@ -136,14 +165,11 @@ fn a_victim_that_changed_between_scan_and_kill_is_left_alone() {
         || matches!(s.thread(idle_id), Some((_, _, c, t, _)) if c == "Sleep" && t >= 3),
     );
 
-    let mut cmd = mysqk_bin();
-    cmd.args(["kill", "--db", "x", "-c"])
-        .arg(&ini)
-        .env("MYSQK_TEST_HOLD_BEFORE_RECHECK", hold.path());
-    let held = hold.path().join("held");
-    let kill = thread::spawn(move || run_with_timeout(&mut cmd, SECS(60)));
-    wait_until(SECS(20), "mysqk to decide and hold", || held.exists());
-    let ids = std::fs::read_to_string(&held).unwrap();
+    let (kill, ids) = HeldKill::start(
+        &ini,
+        "MYSQK_TEST_HOLD_BEFORE_RECHECK",
+        "mysqk to decide and hold",
+    );
     assert!(
         ids.split(',').any(|i| i == stmt_id.to_string())
             && ids.split(',').any(|i| i == idle_id.to_string()),
@@ -154,12 +180,7 @@ fn a_victim_that_changed_between_scan_and_kill_is_left_alone() {
     // the next one on the same connection, the idle connection wakes up.
     let new_qid = stmt.replace(s);
     idle.query_drop("SELECT 1").unwrap();
-    std::fs::write(hold.path().join("go"), "").unwrap();
-
-    let out = kill.join().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (stdout, stderr) = kill.go();
     assert!(
         stdout.contains("2 changed before kill") && stdout.contains("0 killed"),
         "{stdout}\n{stderr}"
@@ -190,38 +211,23 @@ fn a_victim_that_changed_between_scan_and_kill_is_left_alone() {
 fn a_statement_replaced_after_the_recheck_is_left_alone_by_the_guard() {
     let s = server();
     let t = Setup::new(&[s]);
-    let ini = t.write(&t.ini_text(
-        "",
-        &[("x", s.addr())],
-        "run_max_count=999\ndry_run=0",
+    let ini = t.kill_ini(
+        s.addr(),
         &format!("k_user={}\nk_longtime=2\nk_sleep=0", t.app1.name),
-        "",
-    ));
-    let hold = tempfile::tempdir().unwrap();
+    );
     let stmt = Pooled::start(s, &t.app1);
     let id = stmt.id;
     // Past the limit on either flavour's clock (MySQL's TIME may read 1 s high).
     s.wait_query_time(id, 3);
 
-    let mut cmd = mysqk_bin();
-    cmd.args(["kill", "--db", "x", "-c"])
-        .arg(&ini)
-        .env("MYSQK_TEST_HOLD_BEFORE_KILL", hold.path());
-    let held = hold.path().join("held");
-    let kill = thread::spawn(move || run_with_timeout(&mut cmd, SECS(60)));
-    wait_until(
-        SECS(20),
+    let (kill, ids) = HeldKill::start(
+        &ini,
+        "MYSQK_TEST_HOLD_BEFORE_KILL",
         "mysqk to re-check and hold before its KILL",
-        || held.exists(),
     );
-    assert_eq!(std::fs::read_to_string(&held).unwrap(), id.to_string());
+    assert_eq!(ids, id.to_string());
     let new_qid = stmt.replace(s);
-    std::fs::write(hold.path().join("go"), "").unwrap();
-
-    let out = kill.join().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (stdout, stderr) = kill.go();
     assert!(
         stdout.contains("changed at the last moment") && stdout.contains("0 killed"),
         "the guard must have refused the KILL:\n{stdout}\n{stderr}"

@@ -110,6 +110,18 @@ impl Setup {
         )
     }
 
+    /// Writes the common one-instance ini: instance `x` at `addr`, killing
+    /// (`dry_run=0`) by `commkill`.
+    pub fn kill_ini(&self, addr: String, commkill: &str) -> PathBuf {
+        self.write(&self.ini_text(
+            "",
+            &[("x", addr)],
+            "run_max_count=999\ndry_run=0",
+            commkill,
+            "",
+        ))
+    }
+
     /// Write (or rewrite, while `watch` runs) the ini.
     pub fn write(&self, text: &str) -> PathBuf {
         write_ini(self.dir.path(), text)
